@@ -1,0 +1,117 @@
+"""Saving and loading model weights safely: tensors and plain values only, sha256-checked.
+
+A checkpoint is a dict saved with `torch.save` and loaded with `weights_only=True`, so loading never
+unpickles arbitrary objects. The shipped weights carry their sha256 in the model card beside them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from fer.data import CLASSES, PROJECT_ROOT
+from fer.errors import WeightsError
+from fer.model import FerNet, ModelConfig
+
+FORMAT = "fer-checkpoint-v1"
+WEIGHTS_DIR = PROJECT_ROOT / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "fer_net.pt"
+CARD_NAME = "model_card.json"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(path: str | os.PathLike, model: FerNet, temperature: float = 1.0, extra: dict | None = None) -> str:
+    """Write an inference checkpoint (fp32 state dict, config, classes, temperature); returns its sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "classes": list(CLASSES),
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().float().clone() for k, v in model.state_dict().items()},
+        "temperature": float(temperature),
+        **(extra or {}),
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return sha256_of(path)
+
+
+def card_path_for(weights: Path) -> Path:
+    return weights.parent / CARD_NAME
+
+
+def read_card(weights: str | os.PathLike = DEFAULT_WEIGHTS) -> dict | None:
+    card = card_path_for(Path(weights))
+    if not card.is_file():
+        return None
+    try:
+        return json.loads(card.read_text())
+    except (OSError, ValueError) as error:
+        raise WeightsError(f"The model card {card} is not valid JSON: {error}") from error
+
+
+def read_checkpoint(path: str | os.PathLike, verify: bool | None = None) -> dict:
+    """Load and validate a checkpoint dict.
+
+    `verify` checks the file's sha256 against the model card beside it; by default it does so for the
+    shipped weights and for any file whose model card names it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(
+            f"Weights file not found: {path}. Train one with `python -m fer train` or restore "
+            "weights/fer_net.pt from the repository."
+        )
+    card = None
+    try:
+        card = read_card(path)
+    except WeightsError:
+        if verify:
+            raise
+    expected = card.get("weights_sha256") if card and card.get("weights_file") == path.name else None
+    if verify is None:
+        verify = expected is not None
+    if verify:
+        if expected is None:
+            raise WeightsError(f"No sha256 for {path.name} in the model card {card_path_for(path)}.")
+        actual = sha256_of(path)
+        if actual != expected:
+            raise WeightsError(
+                f"Weights file {path} is corrupt or was modified: its sha256 is {actual[:12]}..., the "
+                f"model card expects {expected[:12]}.... Restore it from the repository or retrain."
+            )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a bad file: pickle, zip, runtime errors
+        raise WeightsError(f"{path} is not a readable fer checkpoint ({type(error).__name__}: {error}).") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise WeightsError(f"{path} is not a fer checkpoint (expected format {FORMAT!r}).")
+    if list(payload.get("classes", [])) != list(CLASSES):
+        raise WeightsError(f"{path} was trained for classes {payload.get('classes')}, not {list(CLASSES)}.")
+    return payload
+
+
+def load_model(path: str | os.PathLike = DEFAULT_WEIGHTS, verify: bool | None = None) -> tuple[FerNet, dict]:
+    """The model in eval mode and the checkpoint's metadata (everything but the state dict)."""
+    payload = read_checkpoint(path, verify)
+    try:
+        model = FerNet(ModelConfig.from_dict(payload["config"]))
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as error:
+        raise WeightsError(f"{path} does not match the model architecture: {error}") from error
+    model.eval()
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model, meta

@@ -1,0 +1,86 @@
+"""Command line: python -m fer train | evaluate | predict (run with -h for the options)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from fer.errors import FerError
+
+
+def _evaluate(args) -> int:
+    from fer.evaluate import evaluate_folder, format_report, write_outputs
+
+    report, faces, probs = evaluate_folder(args.data, args.split, args.weights)
+    write_outputs(report, faces, probs, args.json, args.predictions)
+    if not args.json:
+        print(format_report(report))
+    else:
+        print(f"accuracy {report['accuracy']:.4f} on {report['n']} images; report written to {args.json}")
+    return 0
+
+
+def _predict(args) -> int:
+    from fer.predict import Predictor, load_classifier
+
+    predictor = Predictor(load_classifier(args.weights, tta=args.tta))
+    results = [predictor.predict(path, detect=not args.no_detect) for path in args.images]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            if r.error:
+                print(f"{r.file}: ERROR {r.error}")
+                continue
+            notes = f" ({'; '.join(r.notes)})" if r.notes else ""
+            print(f"{r.file}: {len(r.faces)} face(s){notes}")
+            for face in r.faces:
+                probs = "  ".join(f"{k} {v:.2f}" for k, v in face.to_dict()["probs"].items())
+                print(f"  #{face.index + 1} box {face.box.as_list()}: {face.label:8s} | {probs}")
+    return 1 if any(r.error for r in results) else 0
+
+
+def _train(args) -> int:
+    from fer.train import main as train_main
+
+    train_main(args)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fer.train import get_args_parser
+
+    parser = argparse.ArgumentParser(prog="python -m fer", description="Facial emotion recognition: happy, sad, surprise, neutral")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("train", parents=[get_args_parser(add_help=False)], help="train a model").set_defaults(run=_train)
+
+    ev = commands.add_parser("evaluate", help="score weights on a folder of labelled face crops")
+    ev.add_argument("--data", help="dataset root (with --split) or a folder of class folders (default: FER_DATA_DIR or ../shared/data)")
+    ev.add_argument("--split", help="split folder inside --data, e.g. validation")
+    ev.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
+    ev.add_argument("--json", metavar="OUT", help="write the metrics report as JSON")
+    ev.add_argument("--predictions", metavar="OUT.csv", help="write per-image predictions as CSV")
+    ev.set_defaults(run=_evaluate)
+
+    pr = commands.add_parser("predict", help="find and classify the faces in photos")
+    pr.add_argument("images", nargs="+", help="image files")
+    pr.add_argument("--json", action="store_true", help="print JSON, one entry per file")
+    pr.add_argument("--no-detect", action="store_true", help="treat each whole image as one face")
+    pr.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
+    pr.add_argument("--tta", action="store_true", help="also classify the mirrored face and average")
+    pr.set_defaults(run=_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except FerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

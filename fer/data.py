@@ -1,0 +1,247 @@
+"""The face dataset: image folders of 48x48 grayscale faces, loaded into memory once.
+
+Two layouts are read: a root with split folders (`train/ validation/ test/`) each holding class
+folders, or a plain folder of class folders. Classes are fixed (`CLASSES`); a class folder that is
+missing simply has no images. The whole dataset is ~20k tiny images, so it is decoded once into a
+uint8 array and training never touches the disk again.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fer.errors import DataError
+from fer.preprocess import to_face_array
+
+CLASSES = ("happy", "sad", "surprise", "neutral")
+SPLITS = ("train", "validation", "test")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "Facial_emotion_images"
+VOTES_FILE = "ferplus_votes.csv"
+# FERPlus vote columns for our four classes, in CLASSES order.
+VOTE_COLUMNS = ("happiness", "sadness", "surprise", "neutral")
+OUT_OF_SCOPE_VOTES = ("anger", "disgust", "fear", "contempt")
+
+
+def find_data_dir(cli_value: str | os.PathLike | None = None) -> Path:
+    """The dataset root: a CLI option, else `FER_DATA_DIR`, else ../shared/data/Facial_emotion_images."""
+    if cli_value:
+        source, path = "--data", Path(cli_value)
+    elif os.environ.get("FER_DATA_DIR"):
+        source, path = "FER_DATA_DIR", Path(os.environ["FER_DATA_DIR"])
+    else:
+        source, path = "the default location", DEFAULT_DATA_DIR
+    if not path.is_dir():
+        raise DataError(
+            f"Dataset folder not found: {path} (from {source}). Pass --data DIR or set FER_DATA_DIR to a "
+            "folder holding train/validation/test split folders or happy/sad/surprise/neutral class folders."
+        )
+    return path
+
+
+def has_splits(root: Path) -> bool:
+    return any((root / split).is_dir() for split in SPLITS)
+
+
+@dataclass
+class FaceSet:
+    """Faces of one folder: images (N, 48, 48) uint8, labels (N,) class indices, paths relative to `folder`."""
+
+    folder: Path
+    images: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    split: str | None = None
+    _hashes: list[str] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(CLASSES))
+        return {name: int(n) for name, n in zip(CLASSES, counts)}
+
+    @property
+    def pixel_hashes(self) -> list[str]:
+        """sha1 of each image's decoded pixels: equal hashes mean pixel-identical images."""
+        if self._hashes is None:
+            self._hashes = [hashlib.sha1(image.tobytes()).hexdigest() for image in self.images]
+        return self._hashes
+
+    @property
+    def keys(self) -> list[str]:
+        """Paths relative to the dataset root (`train/happy/1.jpg`), as in the dataset's CSV files."""
+        prefix = f"{self.split}/" if self.split else ""
+        return [prefix + path for path in self.paths]
+
+    def subset(self, index) -> FaceSet:
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        hashes = [self.pixel_hashes[i] for i in index] if self._hashes is not None else None
+        return FaceSet(
+            self.folder,
+            self.images[index],
+            self.labels[index],
+            [self.paths[i] for i in index],
+            self.split,
+            hashes,
+        )
+
+
+def _read_face(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return to_face_array(image)
+    except (OSError, ValueError) as error:
+        raise DataError(f"Cannot read dataset image {path}: {error}") from error
+
+
+def list_images(folder: Path) -> tuple[list[str], list[int]]:
+    """Relative paths and class indices of the images under `folder`'s class folders, sorted."""
+    paths, labels = [], []
+    for label, name in enumerate(CLASSES):
+        class_dir = folder / name
+        if not class_dir.is_dir():
+            continue
+        for file in sorted(class_dir.iterdir(), key=lambda p: p.name):
+            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(f"{name}/{file.name}")
+                labels.append(label)
+    return paths, labels
+
+
+def load_folder(root: str | os.PathLike, split: str | None = None) -> FaceSet:
+    """Load `root/split` (or `root` itself when split is None) as a FaceSet."""
+    root = Path(root)
+    folder = root / split if split else root
+    if not folder.is_dir():
+        raise DataError(f"Dataset folder not found: {folder}")
+    if not any((folder / name).is_dir() for name in CLASSES):
+        hint = f" It has split folders: use --split {next(s for s in SPLITS if (folder / s).is_dir())}." if has_splits(folder) else ""
+        raise DataError(f"No class folders ({', '.join(CLASSES)}) in {folder}.{hint}")
+    paths, labels = list_images(folder)
+    if not paths:
+        raise DataError(f"No images in the class folders of {folder}.")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        images = list(pool.map(_read_face, (folder / p for p in paths)))
+    return FaceSet(
+        folder=folder,
+        images=np.stack(images).astype(np.uint8),
+        labels=np.asarray(labels, dtype=np.int64),
+        paths=paths,
+        split=split,
+    )
+
+
+def load_splits(root: str | os.PathLike, splits=SPLITS) -> dict[str, FaceSet]:
+    """Load the named split folders that exist under `root`."""
+    root = Path(root)
+    loaded = {split: load_folder(root, split) for split in splits if (root / split).is_dir()}
+    if not loaded:
+        raise DataError(f"No split folders ({', '.join(splits)}) in {root}.")
+    return loaded
+
+
+def twins_in(faces: FaceSet, reference: FaceSet) -> np.ndarray:
+    """Boolean mask: which of `faces` have a pixel-identical twin in `reference` (e.g. train)."""
+    known = set(reference.pixel_hashes)
+    return np.array([h in known for h in faces.pixel_hashes], dtype=bool)
+
+
+def deduplicate(faces: FaceSet) -> tuple[FaceSet, dict[str, int]]:
+    """Keep one copy of each pixel-identical group; drop groups whose copies disagree on the label."""
+    groups: dict[str, list[int]] = {}
+    for i, h in enumerate(faces.pixel_hashes):
+        groups.setdefault(h, []).append(i)
+    keep, conflicting, repeated = [], 0, 0
+    for members in groups.values():
+        if len({int(faces.labels[i]) for i in members}) > 1:
+            conflicting += len(members)
+            continue
+        keep.append(members[0])
+        repeated += len(members) - 1
+    return faces.subset(sorted(keep)), {"dropped_repeats": repeated, "dropped_conflicting": conflicting}
+
+
+def find_votes_file(data_root: Path) -> Path | None:
+    """FERPlus votes CSV next to the dataset root (or inside it), if there is one."""
+    for candidate in (data_root / VOTES_FILE, data_root.parent / VOTES_FILE):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_votes(csv_path: Path) -> dict[str, dict[str, str]]:
+    """FERPlus rows keyed by the image path relative to the dataset root."""
+    with open(csv_path, newline="") as f:
+        return {row["path"]: row for row in csv.DictReader(f)}
+
+
+def crowd_distribution(faces: FaceSet, votes: dict[str, dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the crowd's vote share over our four classes, and a mask of images that have votes.
+
+    Votes for other expressions, 'unknown' and 'not a face' are left out; an image with no vote for
+    any of the four classes (or no row at all) gets mask False.
+    """
+    dist = np.zeros((len(faces), len(CLASSES)), dtype=np.float32)
+    for i, key in enumerate(faces.keys):
+        row = votes.get(key)
+        if row is not None:
+            dist[i] = [float(row[c]) for c in VOTE_COLUMNS]
+    total = dist.sum(axis=1, keepdims=True)
+    has_votes = total[:, 0] > 0
+    dist[has_votes] /= total[has_votes]
+    return dist, has_votes
+
+
+def soft_targets(faces: FaceSet, votes: dict[str, dict[str, str]] | None, crowd_weight: float) -> np.ndarray:
+    """Training targets: (1 - w) * one-hot folder label + w * crowd vote share (w=0: hard labels)."""
+    onehot = np.eye(len(CLASSES), dtype=np.float32)[faces.labels]
+    if not votes or crowd_weight <= 0:
+        return onehot
+    dist, has_votes = crowd_distribution(faces, votes)
+    dist[~has_votes] = onehot[~has_votes]
+    return (1 - crowd_weight) * onehot + crowd_weight * dist
+
+
+def crowd_out_of_scope(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
+    """Mask of images whose crowd majority is an expression outside our four (anger/disgust/fear/contempt).
+
+    None when there are no votes for these images.
+    """
+    columns = VOTE_COLUMNS + OUT_OF_SCOPE_VOTES
+    mask = np.zeros(len(faces), dtype=bool)
+    found = 0
+    for i, key in enumerate(faces.keys):
+        row = votes.get(key)
+        if row is None:
+            continue
+        found += 1
+        counts = [float(row[c]) for c in columns]
+        mask[i] = int(np.argmax(counts)) >= len(VOTE_COLUMNS)
+    return mask if found else None
+
+
+def crowd_not_a_face(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
+    """Mask of images the crowd mostly called 'not a face' or 'unknown'."""
+    mask = np.zeros(len(faces), dtype=bool)
+    for i, key in enumerate(faces.keys):
+        row = votes.get(key)
+        if row is None:
+            continue
+        junk = float(row["NF"]) + float(row["unknown"])
+        mask[i] = junk > sum(float(row[c]) for c in VOTE_COLUMNS + OUT_OF_SCOPE_VOTES)
+    return mask
+
+

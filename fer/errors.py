@@ -1,0 +1,21 @@
+"""The one exception family the package raises for problems a user can fix.
+
+Everything that reaches a user (CLI, app, API) is a `FerError` with a message that says what is wrong
+and what to do; anything else escaping the package is a bug.
+"""
+
+
+class FerError(Exception):
+    """Base class: a clear, user-facing problem (bad input, missing data, bad weights)."""
+
+
+class DataError(FerError):
+    """The dataset folder is missing, empty or laid out wrongly."""
+
+
+class ImageError(FerError):
+    """An input file is not a usable image (corrupt, unsupported, too large, ...)."""
+
+
+class WeightsError(FerError):
+    """A weights file is missing, corrupt, tampered with or not a fer checkpoint."""

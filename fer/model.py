@@ -1,0 +1,126 @@
+"""The classifier: a small residual CNN for 1x48x48 faces, sized for a 2-core CPU.
+
+Four stages at 48, 24, 12 and 6 pixels; each stage starts with a stride-2 residual block (except the
+first) and holds `depths[i]` blocks of `widths[i]` channels. Global average pooling, dropout and one
+linear layer give the four logits. Inputs are grayscale in [0, 1]; the model normalises them itself
+so callers never repeat the constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from fer.data import CLASSES
+from fer.preprocess import FACE_SIZE
+
+
+@dataclass
+class ModelConfig:
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    depths: tuple[int, ...] = (1, 2, 2, 2)
+    dropout: float = 0.2
+    num_classes: int = len(CLASSES)
+    input_size: int = FACE_SIZE
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ModelConfig:
+        values = dict(values)
+        for key in ("widths", "depths"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+class FerNet(nn.Module):
+    # Pixel statistics of the training faces (grayscale, [0, 1]).
+    MEAN, STD = 0.51, 0.25
+
+    def __init__(self, config: ModelConfig | None = None):
+        super().__init__()
+        self.config = config = config or ModelConfig()
+        first = config.widths[0]
+        self.stem = nn.Sequential(nn.Conv2d(1, first, 3, 1, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True))
+        stages, in_channels = [], first
+        for i, (width, depth) in enumerate(zip(config.widths, config.depths)):
+            blocks = [BasicBlock(in_channels, width, stride=1 if i == 0 else 2)]
+            blocks += [BasicBlock(width, width) for _ in range(depth - 1)]
+            stages.append(nn.Sequential(*blocks))
+            in_channels = width
+        self.stages = nn.Sequential(*stages)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(in_channels, config.num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        # Zero the last BN of each residual branch so every block starts as the identity.
+        for m in self.modules():
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+
+    @property
+    def last_conv_layer(self) -> nn.Module:
+        """The layer Grad-CAM looks at by default: the last residual block (6x6 feature map)."""
+        return self.stages[-1][-1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.MEAN) / self.STD
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.head(self.dropout(x))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: FerNet) -> int:
+    """Multiply-accumulates of one forward pass on one face (convolutions and the linear head)."""
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kernel = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
+            total += output.numel() * kernel
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        size = model.config.input_size
+        model(torch.zeros(1, 1, size, size))
+    model.train(was_training)
+    for handle in handles:
+        handle.remove()
+    return total

@@ -1,0 +1,162 @@
+"""Classification of faces and whole photos: the API the CLI and the app are built on.
+
+    classifier = load_classifier()               # shipped weights, sha256-checked
+    probs = classifier.predict_proba(faces)      # (N, 48, 48) uint8 -> (N, 4)
+    result = Predictor(classifier).predict(path_or_bytes)   # photo -> every face, boxed and classified
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fer.checkpoint import DEFAULT_WEIGHTS, load_model
+from fer.data import CLASSES
+from fer.errors import FerError, ImageError
+from fer.faces import MAX_FACES, Box, FaceDetector, LoadedImage, crop_face, load_image
+from fer.model import FerNet
+from fer.preprocess import FACE_SIZE, to_face_array
+
+
+def _inference_copy(model: FerNet) -> torch.nn.Module:
+    """A copy with BatchNorm folded into the convolutions, in channels-last layout (~2x faster on CPU)."""
+    from torch.fx.experimental.optimization import fuse
+
+    return fuse(model).to(memory_format=torch.channels_last).eval()
+
+
+class Classifier:
+    """The trained model with its calibration: 48x48 grayscale faces in, class probabilities out.
+
+    Thread-safe: inference runs on a frozen copy without hooks or state. `model` is the plain
+    network (for Grad-CAM, which needs hooks and gradients).
+    """
+
+    classes = CLASSES
+
+    def __init__(self, model: FerNet, meta: dict | None = None, tta: bool = False):
+        self.model = model.eval()
+        self.meta = meta or {}
+        self.temperature = float(self.meta.get("temperature", 1.0))
+        self.tta = tta
+        self._fast = _inference_copy(model)
+
+    @staticmethod
+    def to_batch(faces) -> torch.Tensor:
+        """(N, 48, 48) uint8 (or a list of such arrays) -> float tensor (N, 1, 48, 48) in [0, 1]."""
+        array = np.asarray(faces)
+        if array.ndim == 2:
+            array = array[None]
+        if array.ndim != 3 or array.shape[1:] != (FACE_SIZE, FACE_SIZE):
+            raise ImageError(f"Faces must be {FACE_SIZE}x{FACE_SIZE} grayscale arrays, got shape {array.shape}.")
+        if array.dtype != np.uint8:
+            raise ImageError(f"Faces must be uint8 arrays (0-255), got {array.dtype}.")
+        return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(1).float().div_(255)
+
+    @torch.no_grad()
+    def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
+        x = self.to_batch(faces)
+        out = []
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
+            logits = self._fast(batch)
+            if self.tta:  # average with the mirrored face
+                logits = (logits + self._fast(torch.flip(batch, dims=[3]))) / 2
+            out.append(logits)
+        return torch.cat(out) if out else torch.zeros(0, len(CLASSES))
+
+    def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
+        """Calibrated probabilities, shape (N, 4), columns in `CLASSES` order."""
+        return torch.softmax(self.logits(faces, batch_size) / self.temperature, dim=1).numpy()
+
+    def predict_labels(self, faces) -> list[str]:
+        return [CLASSES[i] for i in self.predict_proba(faces).argmax(1)]
+
+
+def load_classifier(weights: str | os.PathLike | None = None, tta: bool = False) -> Classifier:
+    """The classifier for `weights` (default: the shipped weights/fer_net.pt, checked against its sha256)."""
+    model, meta = load_model(weights or DEFAULT_WEIGHTS)
+    return Classifier(model, meta, tta=tta)
+
+
+@dataclass
+class FaceResult:
+    index: int
+    box: Box
+    face: np.ndarray  # the 48x48 crop the model saw
+    probs: np.ndarray  # (4,) in CLASSES order
+
+    @property
+    def label(self) -> str:
+        return CLASSES[int(np.argmax(self.probs))]
+
+    @property
+    def confidence(self) -> float:
+        return float(np.max(self.probs))
+
+    def to_dict(self) -> dict:
+        return {
+            "box": self.box.as_list(),
+            "label": self.label,
+            "probs": {name: round(float(p), 4) for name, p in zip(CLASSES, self.probs)},
+        }
+
+
+@dataclass
+class PhotoResult:
+    file: str
+    faces: list[FaceResult] = field(default_factory=list)
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    image: Image.Image | None = None  # the upright RGB photo (None when it could not be read)
+    faces_found: int = 0  # before MAX_FACES was applied
+
+    def to_dict(self) -> dict:
+        return {
+            "file": self.file,
+            "faces": [face.to_dict() for face in self.faces],
+            "error": self.error,
+            "notes": self.notes,
+        }
+
+
+class Predictor:
+    """The whole photo pipeline: safe decode -> detect faces -> crop to 48x48 -> classify."""
+
+    def __init__(self, classifier: Classifier, detector: FaceDetector | None = None):
+        self.classifier = classifier
+        self.detector = detector or FaceDetector()
+
+    def predict(self, source, name: str | None = None, detect: bool = True) -> PhotoResult:
+        """Never raises for a bad file: the result carries an `error` message instead."""
+        file = name or (Path(source).name if isinstance(source, str | os.PathLike) else "upload")
+        try:
+            loaded = load_image(source, name=file)
+        except FerError as error:
+            return PhotoResult(file=file, error=str(error))
+        return self.predict_loaded(loaded, file, detect)
+
+    def predict_loaded(self, loaded: LoadedImage, file: str, detect: bool = True) -> PhotoResult:
+        gray = loaded.image.convert("L")
+        notes = list(loaded.notes)
+        if detect:
+            boxes = self.detector.detect(np.asarray(gray))
+            found = len(boxes)
+            if found > MAX_FACES:
+                notes.append(f"{found} faces found: only the {MAX_FACES} largest were classified")
+                boxes = boxes[:MAX_FACES]
+            crops = [crop_face(gray, box) for box in boxes]
+        else:
+            width, height = gray.size
+            boxes, found = [Box(0, 0, width, height)], 1
+            crops = [to_face_array(gray)]
+        probs = self.classifier.predict_proba(np.stack(crops)) if crops else np.zeros((0, len(CLASSES)))
+        faces = [FaceResult(i, box, crop, p) for i, (box, crop, p) in enumerate(zip(boxes, crops, probs))]
+        if detect and not faces:
+            notes.append("no face found")
+        return PhotoResult(file=file, faces=faces, notes=notes, image=loaded.image, faces_found=found)
