@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from fer.checkpoint import DEFAULT_WEIGHTS
 from fer.errors import FerError
 
 
@@ -48,13 +49,22 @@ def _train(args) -> int:
     return 0
 
 
+def _card(args) -> int:
+    from fer.card import build_card
+
+    card = build_card(args.run, args.weights_out, args.data, args.temperature)
+    val = card["metrics"].get("validation", {})
+    print(f"wrote {args.weights_out} (sha256 {card['weights_sha256'][:12]}...) and its model card; validation accuracy {val.get('accuracy', float('nan')):.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from fer.train import get_args_parser
 
     parser = argparse.ArgumentParser(prog="python -m fer", description="Facial emotion recognition: happy, sad, surprise, neutral")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("train", parents=[get_args_parser(add_help=False)], help="train a model").set_defaults(run=_train)
+    commands.add_parser("train", parents=[get_args_parser(add_help=False)], help="train a model").set_defaults(handler=_train)
 
     ev = commands.add_parser("evaluate", help="score weights on a folder of labelled face crops")
     ev.add_argument("--data", help="dataset root (with --split) or a folder of class folders (default: FER_DATA_DIR or ../shared/data)")
@@ -62,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
     ev.add_argument("--json", metavar="OUT", help="write the metrics report as JSON")
     ev.add_argument("--predictions", metavar="OUT.csv", help="write per-image predictions as CSV")
-    ev.set_defaults(run=_evaluate)
+    ev.set_defaults(handler=_evaluate)
 
     pr = commands.add_parser("predict", help="find and classify the faces in photos")
     pr.add_argument("images", nargs="+", help="image files")
@@ -70,14 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-detect", action="store_true", help="treat each whole image as one face")
     pr.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
     pr.add_argument("--tta", action="store_true", help="also classify the mirrored face and average")
-    pr.set_defaults(run=_predict)
+    pr.set_defaults(handler=_predict)
+
+    cd = commands.add_parser("card", help="ship a training run: copy its best weights and write the model card")
+    cd.add_argument("--run", required=True, help="training output folder (holds best.pt)")
+    cd.add_argument("--weights-out", default=str(DEFAULT_WEIGHTS), help="where to write the shipped weights")
+    cd.add_argument("--data", help="dataset root for the metrics (default: FER_DATA_DIR or ../shared/data)")
+    cd.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (calibration)")
+    cd.set_defaults(handler=_card)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.handler(args)
     except FerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

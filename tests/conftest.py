@@ -1,0 +1,122 @@
+"""Shared fixtures: the real dataset (../shared/data), the shipped weights, and photos built from real faces.
+
+Dataset images are only read from ../shared/data (or FER_DATA_DIR) and copied into pytest's temp
+folders; none is ever stored in the repository.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer import data
+from fer.data import CLASSES
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return data.find_data_dir()
+
+
+@pytest.fixture(scope="session")
+def validation(data_root) -> data.FaceSet:
+    return data.load_folder(data_root, "validation")
+
+
+@pytest.fixture(scope="session")
+def val_subset(validation) -> data.FaceSet:
+    """A fixed, class-stratified subset of validation: the first 100 files of each class (sorted by name)."""
+    index = np.concatenate([np.flatnonzero(validation.labels == k)[:100] for k in range(len(CLASSES))])
+    return validation.subset(index)
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    from fer import load_classifier
+
+    return load_classifier()
+
+
+@pytest.fixture(scope="session")
+def predictor(classifier):
+    from fer import Predictor
+
+    return Predictor(classifier)
+
+
+def copy_images(source: Path, target: Path, per_class: int, offset: int = 0) -> int:
+    """Copy `per_class` images of each class folder of `source` into `target`; returns how many."""
+    copied = 0
+    for name in CLASSES:
+        files = sorted((source / name).glob("*.jpg"))[offset : offset + per_class]
+        (target / name).mkdir(parents=True, exist_ok=True)
+        for file in files:
+            shutil.copy(file, target / name / file.name)
+            copied += 1
+    return copied
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(data_root, tmp_path_factory) -> Path:
+    """A split-layout dataset of real faces: train 80 per class, validation 25 per class, test 10 per class."""
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    copy_images(data_root / "train", root / "train", 80)
+    copy_images(data_root / "validation", root / "validation", 25)
+    copy_images(data_root / "test", root / "test", 10)
+    return root
+
+
+def make_photo(faces: list[np.ndarray], size=(900, 700), face_side=200, seed=0):
+    """Paste 48x48 faces, enlarged to `face_side`, onto a smooth background in a row.
+
+    Returns the RGB photo and the pasted boxes [x, y, w, h] (left to right).
+    """
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    background = (90 + 60 * xx / width + 30 * yy / height).astype(np.uint8)
+    photo = Image.fromarray(background).convert("RGB")
+    gap = (width - len(faces) * face_side) // (len(faces) + 1)
+    boxes = []
+    for i, face in enumerate(faces):
+        x, y = gap + i * (face_side + gap), (height - face_side) // 2 + (seed * 37 + i * 23) % 40 - 20
+        big = Image.fromarray(face).resize((face_side, face_side), Image.Resampling.BICUBIC).convert("RGB")
+        photo.paste(big, (x, y))
+        boxes.append([x, y, face_side, face_side])
+    return photo, boxes
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def detectable_faces(validation, predictor) -> list[np.ndarray]:
+    """Validation faces that the detector finds when shown alone (some 48x48 crops are too tight for Haar)."""
+    chosen = []
+    for k in range(len(CLASSES)):
+        for i in np.flatnonzero(validation.labels == k)[:40]:
+            photo, _ = make_photo([validation.images[i]], size=(400, 400))
+            if len(predictor.detector.detect(np.asarray(photo.convert("L")))) == 1:
+                chosen.append(validation.images[i])
+                break
+    assert len(chosen) == len(CLASSES), "could not find a detectable face of every class"
+    return chosen
+
+
+@pytest.fixture()
+def photo_with_faces(detectable_faces):
+    """A 900x700 photo holding three real faces at known boxes."""
+    return make_photo(detectable_faces[:3])
+
+
+def iou(a, b) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    inter = max(0, min(ax2, bx2) - max(a[0], b[0])) * max(0, min(ay2, by2) - max(a[1], b[1]))
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
