@@ -23,12 +23,31 @@ def _evaluate(args) -> int:
 
 
 def _predict(args) -> int:
+    from tqdm import tqdm
+
+    from fer.batch import predict_batch, write_csv
     from fer.predict import Predictor, load_classifier
 
     predictor = Predictor(load_classifier(args.weights, tta=args.tta))
-    results = [predictor.predict(path, detect=not args.no_detect) for path in args.images]
+    # The bar shows only on a terminal (disable=None) and is cleared when done (leave=False).
+    with tqdm(total=len(args.images), unit="file", file=sys.stderr, disable=None, leave=False) as bar:
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        results = predict_batch(predictor, args.images, progress=progress, detect=not args.no_detect)
+    if args.csv:
+        write_csv(results, args.csv)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
+    elif args.csv:  # a batch: the CSV holds the faces, the terminal gets the errors and a summary
+        for r in results:
+            if r.error:
+                print(f"{r.file}: ERROR {r.error}")
+        errors = sum(1 for r in results if r.error)
+        faces = sum(len(r.faces) for r in results)
+        print(f"wrote {args.csv}: {len(results)} file(s), {faces} face(s), {errors} error(s)")
     else:
         for r in results:
             if r.error:
@@ -75,11 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(handler=_evaluate)
 
     pr = commands.add_parser("predict", help="find and classify the faces in photos")
-    pr.add_argument("images", nargs="+", help="image files")
+    pr.add_argument("images", nargs="+", help="image files, or .zip archives of images (read in memory)")
     pr.add_argument("--json", action="store_true", help="print JSON, one entry per file")
     pr.add_argument("--no-detect", action="store_true", help="treat each whole image as one face")
     pr.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
     pr.add_argument("--tta", action="store_true", help="also classify the mirrored face and average")
+    pr.add_argument("--csv", metavar="OUT.csv", help="also write one row per face (file, face, box, label, probabilities) as CSV")
     pr.set_defaults(handler=_predict)
 
     cd = commands.add_parser("card", help="ship a training run: copy its best weights and write the model card")
