@@ -1,0 +1,181 @@
+"""Where the model looked: saliency maps from pytorch-grad-cam, and how faithful each map is.
+
+    explainer = Explainer.for_classifier(classifier)
+    cams = explainer.cams(faces, "Grad-CAM", targets=[0, 2])    # (N, 48, 48) float32 in [0, 1]
+    scores = explainer.faithfulness(faces, cams, targets=[0, 2])
+    picture = overlay(faces[0], cams[0], opacity=0.5)            # RGB uint8 for display
+
+pytorch-grad-cam registers hooks on the model and runs backward passes, so it is not safe to share
+one model between threads: the explainer works on its own copy of the network and holds a lock
+around every call. pytorch-grad-cam pulls in matplotlib and takes seconds to import, so it is
+imported on first use.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fer.data import CLASSES
+from fer.model import FerNet, ModelConfig
+from fer.predict import Classifier
+
+# Method name -> pytorch-grad-cam class name. All are computed by the package, none by hand.
+METHODS = {
+    "Grad-CAM": "GradCAM",
+    "Grad-CAM++": "GradCAMPlusPlus",
+    "HiRes-CAM": "HiResCAM",
+    "XGrad-CAM": "XGradCAM",
+    "Layer-CAM": "LayerCAM",
+    "Eigen-CAM": "EigenCAM",
+    "Score-CAM": "ScoreCAM",
+}
+DEFAULT_METHOD = "Grad-CAM"
+METHOD_HELP = {
+    "Grad-CAM": "Weighs each feature map by the average gradient of the class score: the classic choice.",
+    "Grad-CAM++": "Like Grad-CAM with finer gradient weights; better when a class shows up in several places.",
+    "HiRes-CAM": "Multiplies activations and gradients pixel by pixel instead of averaging: follows the model more closely.",
+    "XGrad-CAM": "Grad-CAM with weights derived from two axioms of faithfulness.",
+    "Layer-CAM": "Keeps only positive gradients, pixel by pixel: sharper maps, useful on early layers.",
+    "Eigen-CAM": "The main pattern in the feature maps, without gradients: the same for every class.",
+    "Score-CAM": "No gradients: masks the face with each feature map and measures the class score (slower).",
+}
+FAITHFULNESS_PERCENTILES = (20, 40, 60, 80)
+
+
+def layer_names(config: ModelConfig | None = None) -> list[str]:
+    """Human names of the layers a CAM can be taken from (the last block of each stage), the default first."""
+    return list(_stage_layers(config or ModelConfig()))
+
+
+def _stage_layers(config: ModelConfig) -> dict[str, int]:
+    # Stage i works at input_size / 2**i pixels (48, 24, 12, 6); the last stage is Grad-CAM's usual layer.
+    size = config.input_size
+    return {f"stage {i + 1} ({size >> i}x{size >> i})": i for i in reversed(range(len(config.widths)))}
+
+
+def layer_module(model: FerNet, name: str) -> torch.nn.Module:
+    """The module for one of `layer_names(model.config)`: the last block of that stage."""
+    stages = _stage_layers(model.config)
+    if name not in stages:
+        raise ValueError(f"Unknown layer {name!r}; choose one of {list(stages)}.")
+    return model.stages[stages[name]][-1]
+
+
+def _cam_class(method: str):
+    if method not in METHODS:
+        raise ValueError(f"Unknown CAM method {method!r}; choose one of {list(METHODS)}.")
+    import pytorch_grad_cam  # slow import (matplotlib, torchvision): only when a map is asked for
+
+    return getattr(pytorch_grad_cam, METHODS[method])
+
+
+class Explainer:
+    """Saliency maps and faithfulness scores for one network; safe to share between threads."""
+
+    def __init__(self, model: FerNet, temperature: float = 1.0):
+        # A private copy: CAM hooks and gradients never touch the model the classifier predicts with.
+        self.model = copy.deepcopy(model).eval()
+        self.layers = layer_names(self.model.config)
+        self.default_layer = self.layers[0]
+        self.temperature = float(temperature)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_classifier(cls, classifier: Classifier) -> Explainer:
+        return cls(classifier.model, classifier.temperature)
+
+    def cams(self, faces, method: str = DEFAULT_METHOD, targets=None, layer: str | None = None) -> np.ndarray:
+        """(N, 48, 48) maps in [0, 1] for faces (N, 48, 48) uint8; targets: class index per face (None: predicted)."""
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        cam_class = _cam_class(method)
+        x = Classifier.to_batch(np.array(faces))  # a writable copy: torch warns on read-only arrays
+        if len(x) == 0:
+            return np.zeros((0, *x.shape[2:]), dtype=np.float32)
+        module = layer_module(self.model, layer or self.default_layer)
+        with self._lock:
+            if targets is None:
+                with torch.no_grad():
+                    targets = self.model(x).argmax(1).tolist()
+            cam = cam_class(model=self.model, target_layers=[module])
+            try:
+                cam.batch_size = 256  # Score-CAM: all feature maps of a face in one forward pass
+                maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+            finally:
+                cam.activations_and_grads.release()
+                self.model.zero_grad(set_to_none=True)
+        return np.clip(np.nan_to_num(maps.astype(np.float32)), 0.0, 1.0)
+
+    def faithfulness(self, faces, cams: np.ndarray, targets) -> list[dict]:
+        """How well each map agrees with the model, per face, in probability points of the target class.
+
+        ROAD (Rong et al. 2022; pytorch_grad_cam.metrics.road) removes pixels and fills them in from their
+        neighbours, then asks the model again, averaged over removing 20/40/60/80% of the pixels:
+        - `drop_most`: confidence lost when the most salient pixels are removed (high is good),
+        - `drop_least`: confidence lost when the least salient pixels are removed (low is good),
+        - `road`: (drop_most - drop_least) / 2, pytorch-grad-cam's ROADCombined. Higher is more faithful;
+          a map that ignores the face scores about 0.
+        """
+        from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
+
+        x = Classifier.to_batch(np.array(faces))
+        cams = np.asarray(cams, dtype=np.float32)
+        percentiles = list(FAITHFULNESS_PERCENTILES)
+        scores = []
+        with self._lock, torch.random.fork_rng():
+            for i, target in enumerate(targets):
+                # ROAD's imputer adds noise: seeding per face makes a score depend only on its face and map.
+                torch.manual_seed(0)
+                target_fn = [_CalibratedProbability(int(target), self.temperature)]
+                most = float(
+                    ROADMostRelevantFirstAverage(percentiles)(x[i : i + 1], cams[i : i + 1], target_fn, self.model)[0]
+                )
+                least = float(
+                    ROADLeastRelevantFirstAverage(percentiles)(x[i : i + 1], cams[i : i + 1], target_fn, self.model)[0]
+                )
+                scores.append({"road": (least - most) / 2, "drop_most": -most, "drop_least": -least})
+        return scores
+
+
+class _CalibratedProbability:
+    """A pytorch-grad-cam target: the class probability the app shows (softmax of logits / temperature)."""
+
+    def __init__(self, category: int, temperature: float):
+        self.category, self.temperature = category, temperature
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits / self.temperature, dim=-1)[..., self.category]
+
+
+def random_map(shape=(48, 48), seed: int = 0) -> np.ndarray:
+    """A smooth random map in [0, 1]: the baseline a saliency method has to beat to be worth trusting."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((6, 6)).astype(np.float32)
+    smooth = np.asarray(Image.fromarray(coarse).resize(shape[::-1], Image.Resampling.BILINEAR), dtype=np.float32)
+    return (smooth - smooth.min()) / max(float(smooth.max() - smooth.min()), 1e-7)
+
+
+def overlay(face: np.ndarray, cam: np.ndarray, opacity: float = 0.5, size: int = 192) -> np.ndarray:
+    """The face (48x48 gray) enlarged to `size` with the map as a heat colour on top: RGB uint8."""
+    import cv2
+
+    gray = np.asarray(Image.fromarray(np.asarray(face, dtype=np.uint8)).resize((size, size), Image.Resampling.BICUBIC))
+    heat_index = np.uint8(
+        np.clip(cv2.resize(np.float32(cam), (size, size), interpolation=cv2.INTER_LINEAR), 0, 1) * 255
+    )
+    heat = cv2.cvtColor(cv2.applyColorMap(heat_index, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    opacity = float(np.clip(opacity, 0.0, 1.0))
+    blended = (1 - opacity) * np.repeat(gray[..., None], 3, axis=2) + opacity * heat
+    return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def class_index(name_or_index) -> int:
+    """A class given by name or index -> its index in CLASSES."""
+    if isinstance(name_or_index, str):
+        return CLASSES.index(name_or_index)
+    return int(name_or_index)

@@ -1,0 +1,269 @@
+"""Charts shared by the app's pages and the HTML report, with one colour per class everywhere.
+
+Every builder takes plain numbers (lists, dicts, arrays) and returns a plotly figure, except
+`confusion_chart`, an Altair chart whose cells can be clicked in Streamlit (plotly heatmap clicks do
+not reach Streamlit). Plotly and Altair are imported on first use to keep the app's start fast.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer.data import CLASSES
+
+# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and on a projector.
+CLASS_COLORS = {"happy": "#E69F00", "sad": "#0072B2", "surprise": "#CC79A7", "neutral": "#7F7F7F"}
+ACCENT = "#2E5EAA"  # the theme's primary colour (.streamlit/config.toml)
+MUTED = "#B8C2D6"
+FONT = "Source Sans Pro, Helvetica, Arial, sans-serif"
+CONFUSION_SCALE = "blues"
+
+
+def class_color(name: str) -> str:
+    return CLASS_COLORS[name]
+
+
+def _layout(fig, height: int, title: str | None = None, **extra):
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+        font={"family": FONT, "size": 14},
+        title={"text": title} if title else None,
+        **extra,
+    )
+    return fig
+
+
+def probability_bars(probs, height: int = 190, title: str | None = None):
+    """Horizontal bars of the four class probabilities, in class order, labelled in percent."""
+    import plotly.graph_objects as go
+
+    probs = [float(p) for p in probs]
+    fig = go.Figure(
+        go.Bar(
+            x=probs,
+            y=list(CLASSES),
+            orientation="h",
+            marker_color=[CLASS_COLORS[c] for c in CLASSES],
+            text=[f"{p:.0%}" for p in probs],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(range=[0, 1.12], tickformat=".0%", showgrid=True, zeroline=False, title=None)
+    fig.update_yaxes(autorange="reversed", title=None)
+    return _layout(fig, height, title, showlegend=False)
+
+
+def row_normalised(matrix) -> np.ndarray:
+    """Each row divided by its total (rows with no images stay 0): the share of each true class."""
+    matrix = np.asarray(matrix, dtype=float)
+    totals = matrix.sum(axis=1, keepdims=True)
+    return np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+
+
+def confusion_heatmap(matrix, normalise: bool = False, height: int = 420, title: str | None = None):
+    """A static confusion matrix (rows: true class, columns: predicted), counts or row shares."""
+    import plotly.graph_objects as go
+
+    counts = np.asarray(matrix, dtype=int)
+    values = row_normalised(counts) if normalise else counts
+    text = [[f"{v:.0%}" if normalise else f"{v:,}" for v in row] for row in values]
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=list(CLASSES),
+            y=list(CLASSES),
+            colorscale=CONFUSION_SCALE,
+            text=text,
+            texttemplate="%{text}",
+            textfont={"size": 16},
+            showscale=False,
+            customdata=counts,
+            hovertemplate="true %{y}, predicted %{x}: %{customdata:,} images<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title="predicted", side="top")
+    fig.update_yaxes(title="true", autorange="reversed")
+    return _layout(fig, height, title)
+
+
+def confusion_table(matrix) -> list[dict]:
+    """One row per cell: true, predicted, count, share of the true class."""
+    counts = np.asarray(matrix, dtype=int)
+    shares = row_normalised(counts)
+    return [
+        {"true": t, "predicted": p, "count": int(counts[i, j]), "share": float(shares[i, j])}
+        for i, t in enumerate(CLASSES)
+        for j, p in enumerate(CLASSES)
+    ]
+
+
+CONFUSION_SELECTION = "cell"
+
+
+def confusion_chart(matrix, normalise: bool = False, height: int = 380):
+    """A clickable confusion matrix (Altair rects): Streamlit reports the clicked cell's true/predicted."""
+    import altair as alt
+    import pandas as pd
+
+    table = pd.DataFrame(confusion_table(matrix))
+    table["label"] = [
+        f"{s:.0%}" if normalise else f"{c:,}" for c, s in zip(table["count"], table["share"], strict=True)
+    ]
+    value = "share" if normalise else "count"
+    select = alt.selection_point(name=CONFUSION_SELECTION, fields=["true", "predicted"], on="click")
+    base = alt.Chart(table).encode(
+        x=alt.X("predicted:N", sort=list(CLASSES), title="predicted", axis=alt.Axis(orient="top", labelAngle=0)),
+        y=alt.Y("true:N", sort=list(CLASSES), title="true"),
+    )
+    cells = (
+        base.mark_rect(stroke="white", strokeWidth=2)
+        .encode(
+            color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme=CONFUSION_SCALE), legend=None),
+            opacity=alt.condition(select, alt.value(1.0), alt.value(0.45)),
+            tooltip=[
+                alt.Tooltip("true:N"),
+                alt.Tooltip("predicted:N"),
+                alt.Tooltip("count:Q", format=","),
+                alt.Tooltip("share:Q", format=".1%", title="share of true class"),
+            ],
+        )
+        .add_params(select)
+    )
+    threshold = float(table[value].max()) * 0.55
+    text = base.mark_text(fontSize=16).encode(
+        text="label:N",
+        color=alt.condition(f"datum.{value} > {threshold}", alt.value("white"), alt.value("#1B1F24")),
+    )
+    return (cells + text).properties(height=height).configure_axis(labelFontSize=14, titleFontSize=14)
+
+
+def per_class_bars(per_class: dict, height: int = 320, title: str | None = None):
+    """Precision, recall and F1 per class: bars grouped by metric, coloured by class."""
+    import plotly.graph_objects as go
+
+    metrics = ["precision", "recall", "f1"]
+    fig = go.Figure()
+    for name in CLASSES:
+        values = [float(per_class.get(name, {}).get(m, 0.0)) for m in metrics]
+        fig.add_bar(
+            name=name,
+            x=["precision", "recall", "F1"],
+            y=values,
+            marker_color=CLASS_COLORS[name],
+            text=[f"{v:.0%}" for v in values],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate=f"{name} %{{x}}: %{{y:.1%}}<extra></extra>",
+        )
+    fig.update_yaxes(range=[0, 1.1], tickformat=".0%")
+    return _layout(fig, height, title, barmode="group", legend={"orientation": "h", "y": -0.15})
+
+
+def class_balance_bars(balance: dict, height: int = 320, title: str | None = None):
+    """Images per class in each split ({split: {class: n}}): bars grouped by split, coloured by class."""
+    import plotly.graph_objects as go
+
+    splits = list(balance)
+    fig = go.Figure()
+    for name in CLASSES:
+        counts = [int(balance[s].get(name, 0)) for s in splits]
+        fig.add_bar(
+            name=name,
+            x=splits,
+            y=counts,
+            marker_color=CLASS_COLORS[name],
+            text=[f"{n:,}" for n in counts],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate=f"{name} in %{{x}}: %{{y:,}}<extra></extra>",
+        )
+    fig.update_yaxes(title="images")
+    return _layout(fig, height, title, barmode="group", legend={"orientation": "h", "y": -0.15})
+
+
+def training_curves(curves: list[dict], height: int = 340):
+    """Loss (train and validation) and validation accuracy per epoch, side by side."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "validation accuracy"))
+    epochs = [c.get("epoch", i) for i, c in enumerate(curves)]
+    for key, name, color in (("train_loss", "train loss", MUTED), ("val_loss", "validation loss", ACCENT)):
+        values = [c.get(key) for c in curves]
+        if any(v is not None for v in values):
+            fig.add_scatter(x=epochs, y=values, name=name, mode="lines+markers", line={"color": color}, row=1, col=1)
+    accuracy = [c.get("val_accuracy") for c in curves]
+    if any(v is not None for v in accuracy):
+        fig.add_scatter(
+            x=epochs, y=accuracy, name="validation accuracy", mode="lines+markers", line={"color": ACCENT}, row=1, col=2
+        )
+    fig.update_xaxes(title="epoch")
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    return _layout(fig, height, None, legend={"orientation": "h", "y": -0.25})
+
+
+def reliability_diagram(
+    bins: list[dict], height: int = 360, title: str | None = None, compare: list[dict] | None = None
+):
+    """Accuracy against confidence per bin (fer.evaluate.reliability_bins), with the perfect diagonal.
+
+    `compare`: a second set of bins drawn as a line (e.g. before temperature scaling).
+    """
+    import plotly.graph_objects as go
+
+    def points(rows):
+        used = [b for b in rows if b.get("count") and b.get("accuracy") is not None]
+        return used, [(b["low"] + b["high"]) / 2 for b in used]
+
+    used, centres = points(bins)
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated", line={"color": MUTED, "dash": "dash"}
+    )
+    fig.add_bar(
+        x=centres,
+        y=[b["accuracy"] for b in used],
+        width=[b["high"] - b["low"] for b in used],
+        name="accuracy",
+        marker_color=ACCENT,
+        opacity=0.85,
+        customdata=[[b["count"], b["confidence"]] for b in used],
+        hovertemplate="confidence %{customdata[1]:.0%}: accuracy %{y:.0%} (%{customdata[0]:,} images)<extra></extra>",
+    )
+    if compare:
+        used_before, centres_before = points(compare)
+        fig.add_scatter(
+            x=centres_before,
+            y=[b["accuracy"] for b in used_before],
+            mode="lines+markers",
+            name="before calibration",
+            line={"color": "#D55E00"},
+        )
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", title="confidence")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title="accuracy")
+    return _layout(fig, height, title, legend={"orientation": "h", "y": -0.25})
+
+
+def faithfulness_bars(scores: dict[str, float], height: int = 300, title: str | None = None):
+    """ROAD score per saliency method (higher is more faithful), best first."""
+    import plotly.graph_objects as go
+
+    ordered = sorted(scores.items(), key=lambda item: -item[1])
+    fig = go.Figure(
+        go.Bar(
+            x=[v for _, v in ordered],
+            y=[k for k, _ in ordered],
+            orientation="h",
+            marker_color=[MUTED if "random" in k.lower() else ACCENT for k, _ in ordered],
+            text=[f"{v:+.2f}" for _, v in ordered],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{y}: %{x:+.3f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title="ROAD score (probability points)", zeroline=True)
+    return _layout(fig, height, title, showlegend=False)

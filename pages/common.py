@@ -1,0 +1,269 @@
+"""What the pages share: the model, explainer, model card and dataset, each loaded once per process.
+
+Not a page itself (streamlit_app.py lists the pages). Everything here is caching and small widgets;
+the work is done by `fer`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from fer.checkpoint import DEFAULT_WEIGHTS, card_path_for, read_card
+from fer.errors import DataError, FerError
+
+# Widget values that must survive a visit to another page (Streamlit forgets widgets it does not draw).
+PERSISTENT_KEYS = ("cam_method", "cam_target", "cam_layer", "cam_opacity", "data_dir", "ds_split")
+PREDICTED = "predicted class"
+
+
+def keep_settings() -> None:
+    for key in PERSISTENT_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def _file_stamp(path: Path) -> tuple[str, int, int]:
+    """Path, mtime and size: new weights dropped in while the app runs are picked up on the next rerun."""
+    try:
+        stat = path.stat()
+        return str(path), stat.st_mtime_ns, stat.st_size
+    except OSError:
+        return str(path), 0, 0
+
+
+def weights_stamp() -> tuple[str, int, int]:
+    return _file_stamp(Path(DEFAULT_WEIGHTS))
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=2)
+def _classifier(stamp):
+    from fer.predict import load_classifier
+
+    return load_classifier()
+
+
+def classifier():
+    return _classifier(weights_stamp())
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _predictor(stamp):
+    from fer.predict import Predictor
+
+    return Predictor(_classifier(stamp))
+
+
+def predictor():
+    return _predictor(weights_stamp())
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _explainer(stamp):
+    from fer.explain import Explainer
+
+    return Explainer.for_classifier(_classifier(stamp))
+
+
+def explainer():
+    return _explainer(weights_stamp())
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _card(stamp) -> dict | None:
+    return read_card(DEFAULT_WEIGHTS)
+
+
+def card() -> dict | None:
+    """The model card beside the shipped weights (None when there is none)."""
+    return _card(_file_stamp(card_path_for(Path(DEFAULT_WEIGHTS))))
+
+
+def layer_choices() -> list[str]:
+    """CAM layers, from the card's architecture so the sidebar does not have to load the model."""
+    from fer.explain import layer_names
+    from fer.model import ModelConfig
+
+    config = ((card() or {}).get("architecture") or {}).get("config")
+    try:
+        return layer_names(ModelConfig.from_dict(config) if config else None)
+    except TypeError:
+        return layer_names()
+
+
+# -- photos ---------------------------------------------------------------------------------------
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
+def _predict(data: bytes, name: str, detect: bool, stamp):
+    # In memory only (uploads never touch the disk); the same bytes are not decoded twice.
+    return _predictor(stamp).predict(data, name=name, detect=detect)
+
+
+def predict_photo(data: bytes, name: str, detect: bool = True):
+    return _predict(data, name, detect, weights_stamp())
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cams(faces: np.ndarray, method: str, targets: tuple, layer: str, stamp) -> np.ndarray:
+    return _explainer(stamp).cams(faces, method, list(targets), layer)
+
+
+def cams(faces: np.ndarray, method: str, targets, layer: str) -> np.ndarray:
+    """Saliency maps for a batch of faces (cached: moving the opacity slider recomputes nothing)."""
+    return _cams(np.asarray(faces, dtype=np.uint8), method, tuple(int(t) for t in targets), layer, weights_stamp())
+
+
+@st.cache_data(show_spinner=False)
+def sample_photo() -> bytes:
+    from fer.results import sample_photo as load
+
+    return load()
+
+
+def cam_settings(where=st.sidebar) -> dict:
+    """The Grad-CAM controls: method, class to explain, layer and opacity (values kept across pages)."""
+    from fer.data import CLASSES
+    from fer.explain import DEFAULT_METHOD, METHOD_HELP, METHODS
+
+    with where:
+        st.header("Explanation")
+        method = st.selectbox(
+            "Saliency method",
+            list(METHODS),
+            index=list(METHODS).index(DEFAULT_METHOD),
+            key="cam_method",
+            help="How the heat map is computed (pytorch-grad-cam). "
+            + " ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()),
+        )
+        target = st.selectbox(
+            "Explain which class",
+            [PREDICTED, *CLASSES],
+            key="cam_target",
+            help="The heat map shows the evidence for this class: the predicted one, or any of the four.",
+        )
+        layers = layer_choices()
+        if st.session_state.get("cam_layer") not in layers:
+            st.session_state.pop("cam_layer", None)
+        layer = st.selectbox(
+            "Layer",
+            layers,
+            key="cam_layer",
+            help="Where in the network to look: the last stage (6x6) is the usual choice; earlier stages give finer, less class-specific maps.",
+        )
+        opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="cam_opacity")
+        st.caption(METHOD_HELP[method])
+    return {"method": method, "target": target, "layer": layer, "opacity": opacity}
+
+
+def targets_for(probs: np.ndarray, target: str) -> list[int]:
+    """The class index each face's map explains: its prediction, or the chosen class for all."""
+    from fer.data import CLASSES
+
+    probs = np.atleast_2d(probs)
+    if target == PREDICTED:
+        return [int(i) for i in probs.argmax(axis=1)]
+    return [CLASSES.index(target)] * len(probs)
+
+
+# -- dataset ----------------------------------------------------------------------------------------
+
+
+def data_root() -> tuple[Path | None, str | None]:
+    """The dataset folder (the page's setting, else FER_DATA_DIR, else ../shared/data/...) or why there is none."""
+    from fer.data import find_data_dir
+
+    setting = (st.session_state.get("data_dir") or "").strip() or None
+    try:
+        root = find_data_dir(setting)
+    except DataError as error:
+        return None, str(error)
+    if not _has_images(root):
+        return None, f"No happy/sad/surprise/neutral image folders under {root}."
+    return root, None
+
+
+def _has_images(root: Path) -> bool:
+    from fer.data import CLASSES, SPLITS
+
+    folders = [root / s for s in SPLITS] + [root]
+    return any((folder / name).is_dir() and any((folder / name).iterdir()) for folder in folders for name in CLASSES)
+
+
+def splits_in(root: Path) -> list[str]:
+    """Split folders of the dataset; [''] for a plain folder of class folders."""
+    from fer.data import SPLITS
+
+    found = [s for s in SPLITS if (root / s).is_dir()]
+    return found or [""]
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def load_split(root: str, split: str):
+    from fer.data import load_folder
+
+    return load_folder(root, split or None)
+
+
+@st.cache_data(show_spinner=False, max_entries=6)
+def split_flags(root: str, split: str) -> list[str]:
+    """Duplicate / conflicting-label flags for the split, from duplicate_groups.csv or the pixels."""
+    from fer import browse
+
+    faces = load_split(root, split)
+    csv_file = browse.find_duplicates_file(Path(root))
+    if csv_file is not None:
+        groups = browse.read_duplicate_groups(csv_file)
+    else:
+        groups = browse.groups_from_pixels({s: load_split(root, s) for s in splits_in(Path(root))})
+    return browse.duplicate_flags(faces, groups)
+
+
+def split_predictions(root: str, split: str) -> np.ndarray:
+    """The split's probabilities; a progress bar shows while they are computed the first time."""
+    from fer import browse
+
+    faces = load_split(root, split)
+    placeholder = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        placeholder.progress(done / total, text=f"Classifying the {split or 'dataset'} images: {done:,} of {total:,}")
+
+    probs = browse.split_predictions(classifier(), faces, progress=progress)
+    placeholder.empty()
+    return probs
+
+
+# -- small views ------------------------------------------------------------------------------------
+
+
+def run(render) -> None:
+    """Draw a page; a problem the user can fix (FerError) becomes a clear message, never a traceback."""
+    try:
+        render()
+    except FerError as error:
+        st.error(str(error), icon=":material/error:")
+
+
+def warm_up() -> None:
+    """Import torch and pytorch-grad-cam in the background once, so the first photo is not slowed by imports."""
+    if getattr(warm_up, "started", False) or os.environ.get("FER_NO_WARMUP"):
+        return
+    warm_up.started = True
+
+    def work():
+        # Only a head start: a real import error shows where the module is used.
+        with contextlib.suppress(Exception):
+            import pytorch_grad_cam  # noqa: F401
+
+    threading.Thread(target=work, name="fer-warm-up", daemon=True).start()

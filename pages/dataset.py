@@ -1,0 +1,266 @@
+"""Dataset: browse a split through the model's eyes, dig into the confusion matrix, spot bad labels."""
+
+import os
+
+import numpy as np
+import streamlit as st
+
+from fer import browse
+from fer.data import CLASSES, DEFAULT_DATA_DIR
+from fer.evaluate import compute_metrics
+from fer.explain import overlay
+from fer.plots import (
+    CONFUSION_SELECTION,
+    class_balance_bars,
+    confusion_chart,
+    confusion_heatmap,
+    per_class_bars,
+)
+from fer.report import per_class_rows, split_metrics, splits_with_metrics
+from pages import common
+
+ANY = "any"
+PAGE_SIZE = 24
+PER_ROW = 8
+VIEWS = ("Counts", "Share of true class")
+
+
+def dataset_setting(problem: str | None) -> None:
+    with st.expander("Dataset location", expanded=problem is not None, icon=":material/folder_open:"):
+        st.text_input(
+            "Dataset folder",
+            key="data_dir",
+            placeholder=os.environ.get("FER_DATA_DIR") or str(DEFAULT_DATA_DIR),
+            help="A folder with train/validation/test split folders, each holding happy/sad/surprise/neutral folders "
+            "(or just the four class folders). Empty: FER_DATA_DIR, else ../shared/data/Facial_emotion_images.",
+        )
+        st.caption(
+            "To set it for everyone, start the app with `FER_DATA_DIR=/path/to/Facial_emotion_images streamlit run streamlit_app.py`."
+        )
+
+
+def without_dataset(problem: str) -> None:
+    """No images: show what the model card stored for the shipped weights, and how to add a dataset."""
+    st.info(
+        f"No dataset found, so the images cannot be browsed. {problem} "
+        "Set **FER_DATA_DIR** before starting the app, or type the folder under **Dataset location** above. "
+        "Meanwhile, here are the results stored in the model card for the shipped weights.",
+        icon=":material/folder_off:",
+    )
+    card = common.card() or {}
+    splits = splits_with_metrics(card)
+    if not splits:
+        st.warning("The model card has no stored metrics either: train and card the model with `python -m fer card`.")
+        return
+    st.header("Stored results")
+    split = st.radio("Split", splits, horizontal=True, key="ds_card_split")
+    metrics = split_metrics(card, split)
+    show_headline(metrics, flagged=None)
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader("Confusion matrix")
+        normalise = st.radio("Show", VIEWS, horizontal=True, key="ds_card_view") == VIEWS[1]
+        st.plotly_chart(confusion_heatmap(metrics["confusion_matrix"], normalise=normalise), key="card-confusion")
+    with right:
+        st.subheader("Per-class precision, recall and F1")
+        st.plotly_chart(per_class_bars(metrics["per_class"]), key="card-per-class")
+    balance = (card.get("data_card") or {}).get("class_balance")
+    if balance:
+        st.subheader("Class balance")
+        st.plotly_chart(class_balance_bars(balance), key="card-balance")
+
+
+def show_headline(metrics: dict, flagged: int | None) -> None:
+    columns = st.columns(5 if flagged is not None else 4)
+    columns[0].metric("Images", f"{metrics['n']:,}")
+    columns[1].metric("Accuracy", f"{metrics['accuracy']:.1%}")
+    columns[2].metric("Macro F1", f"{metrics['macro_f1']:.1%}")
+    columns[3].metric(
+        "Calibration error (ECE)", f"{metrics['ece']:.1%}", help="Lower is better: confidence that matches accuracy."
+    )
+    if flagged is not None:
+        columns[4].metric("Flagged images", f"{flagged:,}", help="Exact pixel duplicates or conflicting labels.")
+
+
+def on_cell_click() -> None:
+    """A click on a confusion-matrix cell selects that true/predicted pair in the filters below."""
+    event = st.session_state.get("ds_confusion") or {}
+    selection = (event.get("selection") or {}).get(CONFUSION_SELECTION) or []
+    if selection:
+        st.session_state["ds_true"] = selection[0].get("true", ANY)
+        st.session_state["ds_pred"] = selection[0].get("predicted", ANY)
+        st.session_state["ds_verdict"] = "all"
+        st.session_state["ds_page"] = 1
+
+
+def confusion_section(metrics: dict, split: str) -> None:
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.subheader("Confusion matrix")
+        normalise = st.radio("Show", VIEWS, horizontal=True, key="ds_view") == VIEWS[1]
+        st.altair_chart(
+            confusion_chart(metrics["confusion_matrix"], normalise=normalise),
+            key="ds_confusion",
+            on_select=on_cell_click,
+            selection_mode=CONFUSION_SELECTION,
+            width="stretch",
+        )
+        st.caption(
+            "Rows: true class, columns: prediction. Click a cell (or pick the classes below) to see exactly those images."
+        )
+    with right:
+        st.subheader("Per-class precision, recall and F1")
+        st.plotly_chart(per_class_bars(metrics["per_class"], height=300), key="ds-per-class")
+        st.dataframe(
+            per_class_rows(metrics),
+            hide_index=True,
+            column_config={
+                k: st.column_config.NumberColumn(k, format="percent") for k in ("precision", "recall", "F1")
+            },
+        )
+
+
+def balance_section(root) -> None:
+    from fer.data import list_images
+
+    balance = {}
+    for split in common.splits_in(root):
+        _, labels = list_images(root / split if split else root)
+        balance[split or "all"] = {name: labels.count(i) for i, name in enumerate(CLASSES)}
+    st.subheader("Class balance")
+    st.plotly_chart(class_balance_bars(balance), key="ds-balance")
+
+
+def filters() -> dict:
+    columns = st.columns([1, 1, 2, 1, 1], vertical_alignment="bottom")
+    true = columns[0].selectbox("True class", [ANY, *CLASSES], key="ds_true")
+    predicted = columns[1].selectbox("Predicted class", [ANY, *CLASSES], key="ds_pred")
+    verdict = columns[2].selectbox(
+        "Verdict",
+        browse.VERDICTS,
+        key="ds_verdict",
+        help="Most confident mistakes: wrong, highest confidence first. Least confident: all, lowest confidence first.",
+    )
+    flagged = columns[3].toggle("Only flagged", key="ds_flagged", help="Exact duplicates or conflicting labels.")
+    cams = columns[4].toggle(
+        "Show Grad-CAM", key="ds_cams", help="Overlay the Grad-CAM map of the predicted class on each image."
+    )
+    return {
+        "true": None if true == ANY else true,
+        "predicted": None if predicted == ANY else predicted,
+        "verdict": verdict,
+        "flagged": flagged,
+        "cams": cams,
+    }
+
+
+def browse_section(faces, probs, flags) -> None:
+    st.subheader("Browse images")
+    chosen = filters()
+    flagged_mask = np.array([bool(f) for f in flags])
+    index = browse.select(
+        faces.labels,
+        probs,
+        true=chosen["true"],
+        predicted=chosen["predicted"],
+        verdict=chosen["verdict"],
+        only=flagged_mask if chosen["flagged"] else None,
+    )
+    describe = (
+        " · ".join(
+            part
+            for part in (
+                f"true {chosen['true']}" if chosen["true"] else "",
+                f"predicted {chosen['predicted']}" if chosen["predicted"] else "",
+                chosen["verdict"] if chosen["verdict"] != "all" else "",
+                "flagged only" if chosen["flagged"] else "",
+            )
+            if part
+        )
+        or "all images"
+    )
+    st.markdown(f"**{len(index):,} images** match: {describe}.")
+    if len(index) == 0:
+        st.info(
+            "No image matches these filters: widen them, or click another cell of the confusion matrix.",
+            icon=":material/filter_alt_off:",
+        )
+        return
+    pages = max(1, -(-len(index) // PAGE_SIZE))
+    if st.session_state.get("ds_page", 1) > pages:
+        st.session_state["ds_page"] = 1
+    page = st.number_input(f"Page (of {pages})", 1, pages, key="ds_page") if pages > 1 else 1
+    shown = index[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    preds = probs.argmax(axis=1)
+    if chosen["cams"]:
+        settings = {k: st.session_state.get(f"cam_{k}") for k in ("method", "layer")}
+        maps = common.cams(
+            faces.images[shown],
+            settings["method"] or "Grad-CAM",
+            preds[shown],
+            settings["layer"] or common.layer_choices()[0],
+        )
+    for start in range(0, len(shown), PER_ROW):
+        for offset, column in enumerate(st.columns(PER_ROW)):
+            if start + offset >= len(shown):
+                break
+            i = shown[start + offset]
+            cam = maps[start + offset] if chosen["cams"] else np.zeros((48, 48))
+            mark = " :material/warning:" if flags[i] else ""
+            column.image(
+                overlay(faces.images[i], cam, 0.5 if chosen["cams"] else 0.0, size=144),
+                caption=f"{CLASSES[faces.labels[i]]} → {CLASSES[preds[i]]} {probs[i].max():.0%}{mark}",
+                width="stretch",
+            )
+    st.caption("Caption: true class → predicted class and its probability; :material/warning: marks a flagged image.")
+    table = {
+        "image": [faces.keys[i] for i in index],
+        "true": [CLASSES[faces.labels[i]] for i in index],
+        "predicted": [CLASSES[preds[i]] for i in index],
+        "confidence": [float(probs[i].max()) for i in index],
+        **{name: [float(probs[i, k]) for i in index] for k, name in enumerate(CLASSES)},
+        "flag": [flags[i] for i in index],
+    }
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="ds_table",
+        column_config={
+            "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0, max_value=1),
+            **{c: st.column_config.NumberColumn(c, format="percent") for c in CLASSES},
+        },
+    )
+
+
+def render() -> None:
+    st.title("Dataset explorer")
+    st.markdown(
+        "Where is the model right and wrong? Pick a split, click a cell of the confusion matrix, and look at the faces."
+    )
+    root, problem = common.data_root()
+    dataset_setting(problem)
+    if root is None:
+        without_dataset(problem)
+        return
+    splits = common.splits_in(root)
+    default = splits.index("validation") if "validation" in splits else 0
+    if st.session_state.get("ds_split") not in splits:
+        st.session_state["ds_split"] = splits[default]
+    split = st.radio("Split", splits, horizontal=True, key="ds_split", format_func=lambda s: s or "all images")
+    with st.spinner(f"Loading the {split or 'dataset'} images..."):
+        faces = common.load_split(str(root), split)
+    probs = common.split_predictions(str(root), split)
+    flags = common.split_flags(str(root), split)
+    metrics = compute_metrics(faces.labels, probs)
+    conflicting = sum(1 for f in flags if f.startswith("conflicting"))
+    show_headline(metrics, flagged=sum(1 for f in flags if f))
+    st.caption(
+        f"{root}{'/' + split if split else ''}: {sum(1 for f in flags if f):,} images are exact pixel duplicates of another image "
+        f"({conflicting:,} of them with conflicting labels)."
+    )
+    confusion_section(metrics, split)
+    balance_section(root)
+    browse_section(faces, probs, flags)
+
+
+common.run(render)

@@ -1,0 +1,170 @@
+"""Explain: one face, every saliency method side by side, each with a faithfulness score."""
+
+import numpy as np
+import streamlit as st
+
+from fer.data import CLASSES
+from fer.explain import METHOD_HELP, METHODS, overlay, random_map
+from fer.plots import faithfulness_bars, probability_bars
+from fer.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown
+from pages import common
+
+RANDOM = "Random map (baseline)"
+HELP = """
+**What a saliency map shows.** The colours mark the pixels that most changed the model's score for the
+chosen class: warm means "this region pushed the score up". Different methods ask that question in
+different ways, so their maps differ.
+
+**What it does not show.** A map is not a reason in the human sense: it does not say *why* a smile
+means happy, only where the model's evidence sits. A bright region can also be a shortcut the model
+learnt from the training photos (lighting, hair, image borders). A confident prediction with a sensible
+map can still be wrong.
+
+**Which map to trust.** The **ROAD score** tests each map against the model itself: the pixels the map
+calls important are removed (filled in from their neighbours) and the model is asked again. A faithful
+map loses a lot of confidence when its top pixels go and little when its bottom pixels go. Scores are
+in probability points; the random map shows what "no better than chance" looks like here. Trust the
+maps that clearly beat it.
+"""
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def all_methods(face: np.ndarray, target: int, layer: str, stamp) -> tuple[dict, dict]:
+    """Maps and faithfulness scores of every method (and a random baseline) for one face."""
+    explainer = common.explainer()
+    maps = {method: explainer.cams(face[None], method, [target], layer)[0] for method in METHODS}
+    maps[RANDOM] = random_map(face.shape)
+    names = list(maps)
+    scores = explainer.faithfulness(
+        np.repeat(face[None], len(names), axis=0), np.stack([maps[n] for n in names]), [target] * len(names)
+    )
+    return maps, dict(zip(names, scores, strict=True))
+
+
+def choose_face():
+    """(title, face 48x48, probs) from the Predict page, an upload, the sample photo or the dataset."""
+    from_predict = st.session_state.get("predict_faces") or []
+    sources = (["Faces from the Predict page"] if from_predict else []) + ["Upload a photo", "Sample photo"]
+    root, _ = common.data_root()
+    if root is not None:
+        sources.append("A dataset image")
+    source = st.radio("Face to explain", sources, horizontal=True, key="explain_source")
+    if source == "Faces from the Predict page":
+        index = st.selectbox(
+            "Face", range(len(from_predict)), format_func=lambda i: from_predict[i]["title"], key="explain_predict_face"
+        )
+        chosen = from_predict[index or 0]
+        return chosen["title"], chosen["face"], chosen["probs"]
+    if source == "A dataset image":
+        return dataset_face(root)
+    if source == "Upload a photo":
+        file = st.file_uploader(
+            "Upload a photo with a face", type=["jpg", "jpeg", "png", "webp", "bmp", "gif"], key="explain_upload"
+        )
+        if file is None:
+            return None
+        name, data = file.name, file.getvalue()
+    else:
+        st.caption(SAMPLE_CREDIT)
+        name, data = SAMPLE_NAME, common.sample_photo()
+    result = common.predict_photo(data, name)
+    if result.error:
+        st.error(escape_markdown(result.error), icon=":material/broken_image:")
+        return None
+    if not result.faces:
+        st.warning(
+            "No face found in this photo: the whole image is explained as one face.", icon=":material/search_off:"
+        )
+        result = common.predict_photo(data, name, detect=False)
+    face = result.faces[0]
+    if len(result.faces) > 1:
+        index = st.selectbox(
+            "Face",
+            range(len(result.faces)),
+            format_func=lambda i: f"face {i + 1}: {result.faces[i].label}",
+            key="explain_face_number",
+        )
+        face = result.faces[index or 0]
+    return f"{result.file}, face {face.index + 1}", face.face, face.probs
+
+
+def dataset_face(root):
+    splits = common.splits_in(root)
+    left, middle, right = st.columns(3)
+    split = left.selectbox("Split", splits, format_func=lambda s: s or "all", key="explain_split")
+    faces = common.load_split(str(root), split)
+    name = middle.selectbox("True class", CLASSES, key="explain_class")
+    index = np.flatnonzero(faces.labels == CLASSES.index(name))
+    if len(index) == 0:
+        st.info(f"No {name} images in this split.")
+        return None
+    number = right.number_input(f"Image (1 to {len(index)})", 1, len(index), 1, key="explain_number")
+    i = int(index[int(number) - 1])
+    probs = common.classifier().predict_proba(faces.images[i : i + 1])[0]
+    return f"{faces.keys[i]} (true: {name})", faces.images[i], probs
+
+
+def render() -> None:
+    st.title("Explain a prediction")
+    st.markdown("One face, every saliency method side by side, each scored on how faithfully it follows the model.")
+    with st.expander("How to read these maps", icon=":material/help:"):
+        st.markdown(HELP)
+    chosen = choose_face()
+    if chosen is None:
+        st.info(
+            "Choose a face above: upload a photo, use the sample photo, or classify photos on the Predict page first.",
+            icon=":material/face:",
+        )
+        return
+    title, face, probs = chosen
+    left, middle, right = st.columns([1, 2, 1])
+    target_name = left.selectbox("Explain which class", [common.PREDICTED, *CLASSES], key="explain_target")
+    target = common.targets_for(probs, target_name)[0]
+    layers = common.layer_choices()
+    layer = middle.selectbox("Layer", layers, key="explain_layer")
+    opacity = right.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
+
+    st.subheader(escape_markdown(title))
+    face_column, chart_column = st.columns([1, 3], vertical_alignment="center")
+    face_column.image(overlay(face, np.zeros(face.shape), 0.0), caption="the 48x48 face the model saw", width="stretch")
+    with chart_column:
+        predicted = CLASSES[int(np.argmax(probs))]
+        st.markdown(f"Predicted **{predicted}** ({float(np.max(probs)):.0%}); the maps explain **{CLASSES[target]}**.")
+        st.plotly_chart(probability_bars(probs, height=180), key="explain-probs", config={"displayModeBar": False})
+
+    with st.spinner("Computing every saliency map and its faithfulness score (Score-CAM takes a few seconds)..."):
+        maps, scores = all_methods(np.asarray(face, dtype=np.uint8), target, layer, common.weights_stamp())
+    best = max((m for m in METHODS), key=lambda m: scores[m]["road"])
+    st.subheader("Saliency maps")
+    names = list(maps)
+    per_row = 4
+    for start in range(0, len(names), per_row):
+        for column, name in zip(st.columns(per_row, gap="medium"), names[start : start + per_row], strict=False):
+            with column, st.container(border=True):
+                score = scores[name]
+                st.markdown(f"**{name}**")
+                st.image(overlay(face, maps[name], opacity), width="stretch")
+                st.metric(
+                    "ROAD score",
+                    f"{score['road']:+.2f}",
+                    help="Higher is more faithful; about 0 is no better than chance.",
+                )
+                st.caption(
+                    f"Removing its top pixels costs {score['drop_most'] * 100:.0f} points of confidence, its bottom pixels {score['drop_least'] * 100:.0f}."
+                )
+                if name == best:
+                    st.badge("most faithful here", icon=":material/verified:", color="green")
+                st.caption(METHOD_HELP.get(name, "A smooth random map: the score to beat."))
+    st.subheader("Faithfulness compared")
+    st.plotly_chart(
+        faithfulness_bars({name: s["road"] for name, s in scores.items()}),
+        key="explain-faithfulness",
+        config={"displayModeBar": False},
+    )
+    st.caption(
+        "ROAD (Remove And Debias, pytorch-grad-cam's metrics.road) averaged over removing 20, 40, 60 and 80% of the pixels. "
+        "Scores describe this face only: compare methods on several faces before trusting one in general."
+    )
+
+
+common.run(render)

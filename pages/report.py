@@ -1,0 +1,178 @@
+"""Model report: what the shipped model does, how well, where it fails, and the data it learnt from."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from fer.checkpoint import DEFAULT_WEIGHTS
+from fer.data import CLASSES
+from fer.plots import (
+    class_balance_bars,
+    confusion_heatmap,
+    per_class_bars,
+    reliability_diagram,
+    training_curves,
+)
+from fer.report import calibration, headline, per_class_rows, report_html, split_metrics, splits_with_metrics
+from fer.results import escape_markdown
+from pages import common
+
+
+def weights_bytes() -> int | None:
+    path = Path(DEFAULT_WEIGHTS)
+    return path.stat().st_size if path.is_file() else None
+
+
+def reliability_from_data(card: dict) -> dict | None:
+    """Reliability bins from the validation predictions, when the Dataset page already computed them."""
+    from fer import browse
+    from fer.evaluate import expected_calibration_error, reliability_bins
+
+    root, _ = common.data_root()
+    if root is None or "validation" not in common.splits_in(root):
+        return None
+    faces = common.load_split(str(root), "validation")
+    probs = browse.cached_predictions(common.classifier(), faces)
+    if probs is None:
+        return None
+    return {
+        "bins": reliability_bins(probs, faces.labels),
+        "bins_before": None,
+        "ece": expected_calibration_error(probs, faces.labels),
+        "ece_before": None,
+        "split": "validation",
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def html_export(card: dict, size: int | None, reliability: dict | None) -> bytes:
+    return report_html(card, weights_bytes=size, reliability=reliability).encode("utf-8")
+
+
+def render() -> None:
+    st.title("Model report")
+    card = common.card()
+    if not card:
+        st.warning(
+            "There is no model card (weights/model_card.json) beside the weights, so there is nothing to report. "
+            "Create one with `python -m fer card --run RUN_DIR`.",
+            icon=":material/description:",
+        )
+        return
+    st.markdown(
+        f"**{escape_markdown(card.get('name', 'The model'))}** recognises {', '.join(card.get('classes', CLASSES))} in faces. "
+        f"Weights created {escape_markdown(card.get('created', 'on an unknown date'))}, sha256 `{str(card.get('weights_sha256', ''))[:12]}`."
+    )
+    size = weights_bytes()
+    reliability = calibration(card)
+    if reliability is None and "validation" in splits_with_metrics(card):
+        reliability = reliability_from_data(card)
+    st.download_button(
+        "Download the report (HTML)",
+        html_export(card, size, reliability),
+        file_name="fer-model-report.html",
+        mime="text/html",
+        on_click="ignore",
+        icon=":material/download:",
+        type="primary",
+        help="One self-contained HTML file with every chart; it opens offline and holds no dataset images.",
+    )
+
+    items = headline(card, size)
+    if items:
+        for column, item in zip(st.columns(len(items)), items, strict=True):
+            column.metric(item.label, item.value, border=True)
+            column.caption(item.detail)
+
+    if card.get("intended_use") or card.get("limitations"):
+        st.header("Intended use and limitations")
+        if card.get("intended_use"):
+            st.info(card["intended_use"], icon=":material/info:")
+        for item in card.get("limitations") or []:
+            st.markdown(f"- {escape_markdown(item)}")
+
+    if card.get("curves"):
+        st.header("Training curves")
+        st.plotly_chart(training_curves(card["curves"]), key="report-curves")
+
+    splits = splits_with_metrics(card)
+    if splits:
+        st.header("Results by class")
+        split = st.radio("Split", splits, horizontal=True, key="report_split")
+        metrics = split_metrics(card, split)
+        st.caption(
+            f"{metrics.get('n', 0):,} images in the {split} split. Rows: the true class; columns: what the model predicted."
+        )
+        left, right = st.columns(2, gap="large")
+        left.plotly_chart(confusion_heatmap(metrics["confusion_matrix"], title="Counts"), key="report-confusion")
+        right.plotly_chart(
+            confusion_heatmap(metrics["confusion_matrix"], normalise=True, title="Share of each true class"),
+            key="report-confusion-normalised",
+        )
+        left, right = st.columns([3, 2], gap="large")
+        if metrics.get("per_class"):
+            left.plotly_chart(per_class_bars(metrics["per_class"]), key="report-per-class")
+            right.dataframe(
+                per_class_rows(metrics),
+                hide_index=True,
+                column_config={
+                    k: st.column_config.NumberColumn(k, format="percent") for k in ("precision", "recall", "F1")
+                },
+            )
+
+    st.header("Calibration")
+    if reliability:
+        st.markdown(
+            f"Reliability on the {reliability.get('split') or 'validation'} split: each bar is the accuracy of the faces predicted with that "
+            "confidence. Bars on the diagonal mean the percentages can be read as chances."
+        )
+        if reliability.get("ece") is not None:
+            before = (
+                f" (before calibration: {reliability['ece_before']:.1%})"
+                if reliability.get("ece_before") is not None
+                else ""
+            )
+            st.caption(f"Expected calibration error: {reliability['ece']:.1%}{before}.")
+        st.plotly_chart(
+            reliability_diagram(reliability["bins"], compare=reliability.get("bins_before")), key="report-reliability"
+        )
+    else:
+        st.info(
+            "The model card holds no reliability data. Open the Dataset page on the validation split once: the diagram is then "
+            "computed from its predictions.",
+            icon=":material/insights:",
+        )
+
+    data_card = card.get("data_card") or {}
+    if data_card:
+        st.header("Data card")
+        for key, label in (("source", "Source"), ("soft_labels", "Soft labels"), ("licence", "Licence")):
+            if data_card.get(key):
+                st.markdown(f"**{label}:** {escape_markdown(data_card[key])}")
+        if data_card.get("class_balance"):
+            st.plotly_chart(class_balance_bars(data_card["class_balance"]), key="report-balance")
+        if data_card.get("defects"):
+            st.markdown("**Known defects**")
+            for defect in data_card["defects"]:
+                st.markdown(f"- {escape_markdown(defect)}")
+
+    arch, training = card.get("architecture") or {}, card.get("training") or {}
+    if arch or training:
+        st.header("Model details")
+        rows = {
+            "Architecture": arch.get("description"),
+            "Parameters": f"{arch['params']:,}" if arch.get("params") else None,
+            "Multiply-adds per face": f"{arch['macs_per_face']:,}" if arch.get("macs_per_face") else None,
+            "Input": (card.get("input") or {}).get("preprocessing"),
+            "Best epoch": training.get("best_epoch"),
+            "Training time": f"{training['train_time_s'] / 60:.0f} min" if training.get("train_time_s") else None,
+            "Training command": training.get("command"),
+            "Softmax temperature": card.get("temperature"),
+        }
+        st.dataframe(
+            [{"detail": k, "value": str(v)} for k, v in rows.items() if v not in (None, "")],
+            hide_index=True,
+        )
+
+
+common.run(render)

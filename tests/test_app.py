@@ -1,0 +1,297 @@
+"""The real app in Streamlit's AppTest: every page, with and without a dataset, with real photos."""
+
+import re
+
+import numpy as np
+import pytest
+from conftest import encode, make_photo
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from fer import data
+from fer.data import CLASSES
+from fer.evaluate import compute_metrics
+
+PAGES = ["pages/predict.py", "pages/explain.py", "pages/dataset.py", "pages/report.py"]
+TITLES = {
+    "pages/predict.py": "Predict emotions in a photo",
+    "pages/explain.py": "Explain a prediction",
+    "pages/dataset.py": "Dataset explorer",
+    "pages/report.py": "Model report",
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """Predictions cached in a temp folder; no background import thread."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FER_NO_WARMUP", "1")
+
+
+@pytest.fixture()
+def no_dataset(monkeypatch, tmp_path):
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "no-such-folder"))
+
+
+@pytest.fixture()
+def with_dataset(monkeypatch, tiny_dataset):
+    monkeypatch.setenv("FER_DATA_DIR", str(tiny_dataset))
+    return tiny_dataset
+
+
+def open_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file("../streamlit_app.py", default_timeout=180)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def upload(at: AppTest, *files) -> AppTest:
+    at.file_uploader(key="uploads").set_value(list(files))
+    return rerun(at)
+
+
+# -- every page -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_a_dataset(no_dataset, page):
+    at = open_app(page)
+    assert texts(at.title) == [TITLES[page]]
+    assert not at.error
+
+
+def test_dataset_page_without_a_dataset_shows_the_stored_results_and_how_to_add_one(no_dataset):
+    at = open_app("pages/dataset.py")
+    assert any("FER_DATA_DIR" in text for text in texts(at.info))
+    assert "Stored results" in texts(at.header)
+    assert [m.label for m in at.metric][:2] == ["Images", "Accuracy"]
+    assert at.text_input(key="data_dir") is not None
+
+
+def test_dataset_page_with_an_empty_dataset_folder(monkeypatch, tmp_path):
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "empty"))
+    at = open_app("pages/dataset.py")
+    assert any("No happy/sad/surprise/neutral image folders" in text for text in texts(at.info))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_a_dataset(with_dataset, page):
+    at = open_app(page)
+    assert texts(at.title) == [TITLES[page]]
+    assert not at.error
+
+
+# -- predict ----------------------------------------------------------------------------------------
+
+
+def test_predict_page_starts_with_a_helpful_empty_state(no_dataset):
+    at = open_app()
+    assert texts(at.title) == [TITLES["pages/predict.py"]]
+    assert any("Try a sample photo" in text for text in texts(at.info))
+    assert at.radio(key="predict_source").options == ["Upload photos", "Take a photo", "Try a sample photo"]
+    assert at.file_uploader(key="uploads").accept_multiple_files
+
+
+def test_an_uploaded_photo_shows_every_face_boxed_with_label_probabilities_and_cam(
+    no_dataset, photo_with_faces, predictor
+):
+    photo, _ = photo_with_faces
+    jpeg = encode(photo)
+    expected = predictor.predict(jpeg, name="group.jpg")
+    at = upload(open_app(), ("group.jpg", jpeg, "image/jpeg"))
+    assert "3 faces found" in texts(at.subheader)
+    assert [t for t in texts(at.subheader) if t.startswith("Face ")] == [
+        f"Face {f.index + 1}: {f.label} ({f.confidence:.0%})" for f in expected.faces
+    ]
+    captions = [c for image in at.image for c in image.captions]
+    assert captions.count("Grad-CAM for " + expected.faces[0].label) >= 1
+    assert len([c for c in captions if c.startswith("Grad-CAM for ")]) == 3
+    assert len(at.get("plotly_chart")) == 3  # one probability chart per face
+    labels = [b.label for b in at.download_button]
+    assert {"Download annotated image (PNG)", "Download results (CSV)", "Download results (JSON)"} <= set(labels)
+
+
+def test_cam_settings_change_the_method_and_the_class_explained(no_dataset, photo_with_faces):
+    photo, _ = photo_with_faces
+    at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
+    at.selectbox(key="cam_method").set_value("Layer-CAM")
+    at.selectbox(key="cam_target").set_value("sad")
+    at.selectbox(key="cam_layer").set_value(at.selectbox(key="cam_layer").options[1])
+    at.slider(key="cam_opacity").set_value(0.8)
+    rerun(at)
+    captions = [c for image in at.image for c in image.captions]
+    assert len([c for c in captions if c == "Layer-CAM for sad"]) == 3
+
+
+def test_several_photos_show_a_gallery_and_one_table_of_all_faces(no_dataset, photo_with_faces, detectable_faces):
+    photo, _ = photo_with_faces
+    two, _ = make_photo(detectable_faces[3:4], size=(500, 400))
+    blank = Image.new("RGB", (320, 240), (120, 140, 160))
+    at = upload(
+        open_app(),
+        ("group.jpg", encode(photo), "image/jpeg"),
+        ("single.png", encode(two, "PNG"), "image/png"),
+        ("wall.webp", encode(blank, "WEBP"), "image/webp"),
+    )
+    assert "3 photos" in texts(at.subheader) and "All faces" in texts(at.subheader)
+    table = at.dataframe[0].value
+    assert len(table) == 4
+    assert table["file"].tolist() == ["group.jpg"] * 3 + ["single.png"]
+    np.testing.assert_allclose(table[list(CLASSES)].sum(axis=1), 1.0, atol=1e-4)
+    gallery = [c for image in at.image for c in image.captions]
+    assert any(c.startswith("wall\\.webp: 0 faces") for c in gallery)
+
+
+def test_no_face_offers_to_classify_the_whole_image(no_dataset):
+    wall = encode(Image.new("RGB", (320, 240), (120, 140, 160)))
+    at = upload(open_app(), ("wall.jpg", wall, "image/jpeg"))
+    assert "No face found" in texts(at.subheader)
+    button = next(b for b in at.button if b.label == "Classify the whole image as one face")
+    button.click()
+    rerun(at)
+    assert "Whole image classified as one face" in texts(at.subheader)
+    assert len([t for t in texts(at.subheader) if t.startswith("Face 1: ")]) == 1
+
+
+def test_a_file_that_is_not_an_image_gets_a_clear_message(no_dataset):
+    at = upload(open_app(), ("notes.jpg", b"these are my notes, not a photo", "image/jpeg"))
+    assert any("not an image" in text for text in texts(at.error))
+
+
+def test_camera_photo_is_classified(no_dataset, detectable_faces):
+    shot, _ = make_photo(detectable_faces[:1], size=(640, 480))
+    at = open_app()
+    at.radio(key="predict_source").set_value("Take a photo")
+    rerun(at)
+    at.camera_input(key="camera").set_value(("camera.jpg", encode(shot), "image/jpeg"))
+    rerun(at)
+    assert "1 face found" in texts(at.subheader)
+    assert any(t.startswith("Face 1: ") for t in texts(at.subheader))
+
+
+def test_the_sample_photo_works_out_of_the_box(no_dataset):
+    at = open_app()
+    at.radio(key="predict_source").set_value("Try a sample photo")
+    rerun(at)
+    assert any(re.fullmatch(r"\d+ faces? found", t) for t in texts(at.subheader))
+    assert any("NASA" in c for c in texts(at.caption))
+
+
+# -- explain ------------------------------------------------------------------------------------------
+
+
+def test_explain_shows_every_method_with_a_finite_faithfulness_score(no_dataset, photo_with_faces):
+    from fer.explain import METHODS
+
+    photo, _ = photo_with_faces
+    at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
+    at.switch_page("pages/explain.py")
+    rerun(at)
+    assert at.radio(key="explain_source").value == "Faces from the Predict page"
+    assert len(at.selectbox(key="explain_predict_face").options) == 3
+    names = [
+        t.strip("*")
+        for t in texts(at.markdown)
+        if t.startswith("**") and t.strip("*") in (*METHODS, "Random map (baseline)")
+    ]
+    assert names == [*METHODS, "Random map (baseline)"]
+    scores = [float(m.value) for m in at.metric if m.label == "ROAD score"]
+    assert len(scores) == len(METHODS) + 1 and all(np.isfinite(scores))
+    assert "Faithfulness compared" in texts(at.subheader)
+
+
+# -- dataset --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_validation(tiny_dataset, classifier):
+    faces = data.load_folder(tiny_dataset, "validation")
+    return faces, classifier.predict_proba(faces.images)
+
+
+def images_table(at: AppTest):
+    return next(df.value for df in at.dataframe if "image" in df.value.columns)
+
+
+def test_dataset_page_scores_the_split_with_the_real_model(with_dataset, tiny_validation):
+    faces, probs = tiny_validation
+    at = open_app("pages/dataset.py")
+    assert at.radio(key="ds_split").value == "validation"
+    metrics = {m.label: m.value for m in at.metric}
+    expected = compute_metrics(faces.labels, probs)
+    assert metrics["Images"] == f"{len(faces):,}"
+    assert metrics["Accuracy"] == f"{expected['accuracy']:.1%}"
+    assert images_table(at)["image"].tolist() == faces.keys  # no filter: every image, in order
+
+
+@pytest.mark.parametrize(("true", "predicted"), [("sad", "neutral"), ("happy", "happy"), ("neutral", "sad")])
+def test_choosing_a_confusion_cell_shows_exactly_its_images(with_dataset, tiny_validation, true, predicted):
+    faces, probs = tiny_validation
+    at = open_app("pages/dataset.py")
+    at.selectbox(key="ds_true").set_value(true)
+    at.selectbox(key="ds_pred").set_value(predicted)
+    rerun(at)
+    wanted = (faces.labels == CLASSES.index(true)) & (probs.argmax(1) == CLASSES.index(predicted))
+    expected = [key for key, keep in zip(faces.keys, wanted, strict=True) if keep]
+    if not expected:
+        assert any("No image matches" in text for text in texts(at.info))
+        return
+    table = images_table(at)
+    assert table["image"].tolist() == expected
+    assert set(table["true"]) == {true} and set(table["predicted"]) == {predicted}
+    grid = [c for image in at.image for c in image.captions]
+    assert len(grid) == min(len(expected), 24)
+    assert all(c.startswith(f"{true} → {predicted} ") for c in grid)
+
+
+def test_most_confident_mistakes_come_first_and_grad_cam_on_demand(with_dataset, tiny_validation):
+    faces, probs = tiny_validation
+    at = open_app("pages/dataset.py")
+    at.selectbox(key="ds_verdict").set_value("most confident mistakes")
+    at.toggle(key="ds_cams").set_value(True)
+    rerun(at)
+    table = images_table(at)
+    wrong = probs.argmax(1) != faces.labels
+    assert len(table) == int(wrong.sum())
+    assert (table["true"] != table["predicted"]).all()
+    assert table["confidence"].is_monotonic_decreasing
+
+
+# -- report -----------------------------------------------------------------------------------------
+
+
+def test_report_page_shows_headline_numbers_and_offers_the_html_export(no_dataset):
+    from fer.checkpoint import read_card
+
+    card = read_card()
+    at = open_app("pages/report.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Validation accuracy"] == f"{card['metrics']['validation']['accuracy']:.1%}"
+    assert "Model size" in metrics
+    assert [b.label for b in at.download_button] == ["Download the report (HTML)"]
+    for heading in ("Intended use and limitations", "Training curves", "Results by class", "Calibration", "Data card"):
+        assert heading in texts(at.header)
+
+
+def test_report_page_with_a_minimal_model_card(no_dataset, monkeypatch):
+    from pages import common
+
+    monkeypatch.setattr(common, "card", lambda: {"name": "FerNet", "classes": list(CLASSES)})
+    at = open_app("pages/report.py")
+    assert texts(at.header) == ["Calibration"]
+    assert [b.label for b in at.download_button] == ["Download the report (HTML)"]
