@@ -297,17 +297,20 @@ class FaceDetector:
         cv2 = self._cv2
         height, width = gray.shape
         scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-        small = (
-            cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-            if scale < 1
-            else gray
-        )
+        small = gray
+        if scale < 1:  # at least 1 pixel a side: a 16x70000 strip must not shrink to nothing
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         small = cv2.equalizeHist(small)
         min_side = max(20, int(self.min_face_fraction * min(small.shape)))
         found = self._cascade().detectMultiScale(
             small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
         )
-        boxes = [Box(*(round(v / scale) for v in box)) for box in np.asarray(found).reshape(-1, 4)]
+        sx, sy = width / small.shape[1], height / small.shape[0]
+        boxes = [
+            Box(round(x * sx), round(y * sy), round(w * sx), round(h * sy))
+            for x, y, w, h in np.asarray(found).reshape(-1, 4)
+        ]
         return sorted(boxes, key=lambda b: (-b.w * b.h, b.y, b.x))
 
 

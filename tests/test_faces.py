@@ -571,6 +571,15 @@ def test_detector_on_tiny_and_flat_images(predictor):
         assert predictor.detector.detect(gray) == []
 
 
+def test_extreme_aspect_ratios_are_read_without_error(predictor):
+    # Detection shrinks photos to DETECT_MAX_SIDE: a long thin strip must not shrink to zero pixels.
+    for size in ((40_000, MIN_SIDE), (MIN_SIDE, 40_000)):
+        data = encode(Image.new("RGB", size, (90, 120, 150)), "PNG")
+        result = predictor.predict(data, name="strip.png")
+        assert result.error is None and result.faces == [] and "no face found" in result.notes
+        assert len(predictor.predict(data, name="strip.png", detect=False).faces) == 1
+
+
 def test_messages_start_with_the_file_name_and_are_one_clean_sentence(bad_files):
     for name in BAD_NAMES:
         with pytest.raises(ImageError) as caught:
