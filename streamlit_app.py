@@ -6,6 +6,7 @@ from pages import common
 
 st.set_page_config(page_title="Facial emotion recognition", page_icon=":material/mood:", layout="wide")
 common.keep_settings()
+common.configure_torch()
 common.warm_up()
 
 navigation = st.navigation(

@@ -66,12 +66,25 @@ def layer_module(model: FerNet, name: str) -> torch.nn.Module:
     return model.stages[stages[name]][-1]
 
 
+_import_lock = threading.Lock()
+
+
+def grad_cam():
+    """The pytorch_grad_cam package, imported on first use (seconds: matplotlib, torchvision).
+
+    Under a lock: two threads importing torchvision at the same time can fail with "partially
+    initialized module" (seen when two app sessions asked for their first map together).
+    """
+    with _import_lock:
+        import pytorch_grad_cam  # its __init__ also imports metrics.road and utils.model_targets
+
+    return pytorch_grad_cam
+
+
 def _cam_class(method: str):
     if method not in METHODS:
         raise ValueError(f"Unknown CAM method {method!r}; choose one of {list(METHODS)}.")
-    import pytorch_grad_cam  # slow import (matplotlib, torchvision): only when a map is asked for
-
-    return getattr(pytorch_grad_cam, METHODS[method])
+    return getattr(grad_cam(), METHODS[method])
 
 
 class Explainer:
@@ -91,9 +104,8 @@ class Explainer:
 
     def cams(self, faces, method: str = DEFAULT_METHOD, targets=None, layer: str | None = None) -> np.ndarray:
         """(N, 48, 48) maps in [0, 1] for faces (N, 48, 48) uint8; targets: class index per face (None: predicted)."""
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
         cam_class = _cam_class(method)
+        class_score = grad_cam().utils.model_targets.ClassifierOutputTarget
         x = Classifier.to_batch(np.array(faces))  # a writable copy: torch warns on read-only arrays
         if len(x) == 0:
             return np.zeros((0, *x.shape[2:]), dtype=np.float32)
@@ -105,7 +117,7 @@ class Explainer:
             cam = cam_class(model=self.model, target_layers=[module])
             try:
                 cam.batch_size = 256  # Score-CAM: all feature maps of a face in one forward pass
-                maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+                maps = cam(input_tensor=x, targets=[class_score(int(t)) for t in targets])
             finally:
                 cam.activations_and_grads.release()
                 self.model.zero_grad(set_to_none=True)
@@ -121,7 +133,7 @@ class Explainer:
         - `road`: (drop_most - drop_least) / 2, pytorch-grad-cam's ROADCombined. Higher is more faithful;
           a map that ignores the face scores about 0.
         """
-        from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
+        road = grad_cam().metrics.road
 
         x = Classifier.to_batch(np.array(faces))
         cams = np.asarray(cams, dtype=np.float32)
@@ -133,10 +145,14 @@ class Explainer:
                 torch.manual_seed(0)
                 target_fn = [_CalibratedProbability(int(target), self.temperature)]
                 most = float(
-                    ROADMostRelevantFirstAverage(percentiles)(x[i : i + 1], cams[i : i + 1], target_fn, self.model)[0]
+                    road.ROADMostRelevantFirstAverage(percentiles)(
+                        x[i : i + 1], cams[i : i + 1], target_fn, self.model
+                    )[0]
                 )
                 least = float(
-                    ROADLeastRelevantFirstAverage(percentiles)(x[i : i + 1], cams[i : i + 1], target_fn, self.model)[0]
+                    road.ROADLeastRelevantFirstAverage(percentiles)(
+                        x[i : i + 1], cams[i : i + 1], target_fn, self.model
+                    )[0]
                 )
                 scores.append({"road": (least - most) / 2, "drop_most": -most, "drop_least": -least})
         return scores

@@ -255,15 +255,32 @@ def run(render) -> None:
         st.error(str(error), icon=":material/error:")
 
 
+def configure_torch() -> None:
+    """One torch thread per request (FER_APP_TORCH_THREADS to change it).
+
+    The app's work is small batches, and several users (or a training run) share the CPU: there,
+    torch's default of one thread per core makes each call wait on the others, measured 10-40x
+    slower for a Grad-CAM on this 2-core machine (benchmarks/app_latency.py). Users in parallel
+    still use every core.
+    """
+    import torch
+
+    threads = int(os.environ.get("FER_APP_TORCH_THREADS", "1"))
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 def warm_up() -> None:
-    """Import torch and pytorch-grad-cam in the background once, so the first photo is not slowed by imports."""
+    """Import pytorch-grad-cam in the background once, so the first photo is not slowed by the import."""
     if getattr(warm_up, "started", False) or os.environ.get("FER_NO_WARMUP"):
         return
     warm_up.started = True
 
     def work():
+        from fer.explain import grad_cam  # the same locked import the pages use: no two threads race on it
+
         # Only a head start: a real import error shows where the module is used.
         with contextlib.suppress(Exception):
-            import pytorch_grad_cam  # noqa: F401
+            grad_cam()
 
     threading.Thread(target=work, name="fer-warm-up", daemon=True).start()
