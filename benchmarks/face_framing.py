@@ -39,6 +39,10 @@ for i in rng.permutation(len(faces))[: args.n]:
 ratios = np.array(ratios)
 offsets = np.array(offsets)
 print(f"faces found: {found}/{args.n}")
-print(f"frame side / box side: median {np.median(ratios):.3f}, IQR {np.percentile(ratios, 25):.3f}-{np.percentile(ratios, 75):.3f}")
-print(f"box centre offset from frame centre (fraction of frame): x {np.median(offsets[:, 0]):+.3f}, y {np.median(offsets[:, 1]):+.3f}")
+print(
+    f"frame side / box side: median {np.median(ratios):.3f}, IQR {np.percentile(ratios, 25):.3f}-{np.percentile(ratios, 75):.3f}"
+)
+print(
+    f"box centre offset from frame centre (fraction of frame): x {np.median(offsets[:, 0]):+.3f}, y {np.median(offsets[:, 1]):+.3f}"
+)
 print(f"=> margin per side that reproduces the framing: {(np.median(ratios) - 1) / 2:.3f}")

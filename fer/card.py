@@ -64,7 +64,13 @@ def data_card(root: Path) -> dict:
     }
 
 
-def build_card(run_dir: str | Path, weights_out: str | Path = DEFAULT_WEIGHTS, data_dir=None, temperature: float = 1.0, command: str | None = None) -> dict:
+def build_card(
+    run_dir: str | Path,
+    weights_out: str | Path = DEFAULT_WEIGHTS,
+    data_dir=None,
+    temperature: float = 1.0,
+    command: str | None = None,
+) -> dict:
     run_dir, weights_out = Path(run_dir), Path(weights_out)
     model, meta = load_model(run_dir / "best.pt", verify=False)
     summary_file = run_dir / "summary.json"

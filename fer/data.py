@@ -128,7 +128,11 @@ def load_folder(root: str | os.PathLike, split: str | None = None) -> FaceSet:
     if not folder.is_dir():
         raise DataError(f"Dataset folder not found: {folder}")
     if not any((folder / name).is_dir() for name in CLASSES):
-        hint = f" It has split folders: use --split {next(s for s in SPLITS if (folder / s).is_dir())}." if has_splits(folder) else ""
+        hint = (
+            f" It has split folders: use --split {next(s for s in SPLITS if (folder / s).is_dir())}."
+            if has_splits(folder)
+            else ""
+        )
         raise DataError(f"No class folders ({', '.join(CLASSES)}) in {folder}.{hint}")
     paths, labels = list_images(folder)
     if not paths:
@@ -243,5 +247,3 @@ def crowd_not_a_face(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.nda
         junk = float(row["NF"]) + float(row["unknown"])
         mask[i] = junk > sum(float(row[c]) for c in VOTE_COLUMNS + OUT_OF_SCOPE_VOTES)
     return mask
-
-

@@ -75,7 +75,12 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
         precision = tp / predicted if predicted else 0.0
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1), "support": int(support)}
+        per_class[name] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(support),
+        }
     present = [name for name in CLASSES if per_class[name]["support"] > 0]
     return {
         "n": int(len(labels)),
@@ -98,7 +103,9 @@ def known_train_split(folder: Path, split: str | None, root: Path) -> Path | Non
     return None
 
 
-def evaluate_faces(classifier: Classifier, faces: data.FaceSet, train: data.FaceSet | None = None) -> tuple[dict, np.ndarray]:
+def evaluate_faces(
+    classifier: Classifier, faces: data.FaceSet, train: data.FaceSet | None = None
+) -> tuple[dict, np.ndarray]:
     """The metrics report and the (N, 4) probabilities for a loaded FaceSet."""
     probs = classifier.predict_proba(faces.images)
     report = compute_metrics(faces.labels, probs)
@@ -147,7 +154,9 @@ def predictions_csv(faces: data.FaceSet, probs: np.ndarray) -> str:
 def format_report(report: dict) -> str:
     """A readable table: headline numbers, per-class P/R/F1 and the confusion matrix."""
     lines = [f"{report.get('data', '')}: {report['n']} images"]
-    lines.append(f"accuracy {report['accuracy']:.4f} | macro F1 {report['macro_f1']:.4f} | macro recall {report['macro_recall']:.4f} | ECE {report['ece']:.4f}")
+    lines.append(
+        f"accuracy {report['accuracy']:.4f} | macro F1 {report['macro_f1']:.4f} | macro recall {report['macro_recall']:.4f} | ECE {report['ece']:.4f}"
+    )
     if "accuracy_excluding_train_twins" in report:
         lines.append(
             f"accuracy without the {report['train_twins']} images that have a twin in train: "

@@ -65,7 +65,9 @@ class FerNet(nn.Module):
         super().__init__()
         self.config = config = config or ModelConfig()
         first = config.widths[0]
-        self.stem = nn.Sequential(nn.Conv2d(1, first, 3, 1, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, first, 3, 1, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True)
+        )
         stages, in_channels = [], first
         for i, (width, depth) in enumerate(zip(config.widths, config.depths)):
             blocks = [BasicBlock(in_channels, width, stride=1 if i == 0 else 2)]

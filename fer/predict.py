@@ -1,8 +1,8 @@
 """Classification of faces and whole photos: the API the CLI and the app are built on.
 
-    classifier = load_classifier()               # shipped weights, sha256-checked
-    probs = classifier.predict_proba(faces)      # (N, 48, 48) uint8 -> (N, 4)
-    result = Predictor(classifier).predict(path_or_bytes)   # photo -> every face, boxed and classified
+classifier = load_classifier()               # shipped weights, sha256-checked
+probs = classifier.predict_proba(faces)      # (N, 48, 48) uint8 -> (N, 4)
+result = Predictor(classifier).predict(path_or_bytes)   # photo -> every face, boxed and classified
 """
 
 from __future__ import annotations

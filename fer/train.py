@@ -94,7 +94,9 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: np.ndarray, batch_size: int = 512, bf16: bool = False) -> torch.Tensor:
+def predict_logits(
+    model: torch.nn.Module, images: np.ndarray, batch_size: int = 512, bf16: bool = False
+) -> torch.Tensor:
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):

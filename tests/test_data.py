@@ -1,0 +1,84 @@
+import shutil
+
+import numpy as np
+import pytest
+
+from fer import data
+from fer.data import CLASSES
+from fer.errors import DataError
+
+
+def test_split_layout_loads_every_split(tiny_dataset):
+    splits = data.load_splits(tiny_dataset)
+    assert set(splits) == {"train", "validation", "test"}
+    train = splits["train"]
+    assert train.images.shape == (320, 48, 48) and train.images.dtype == np.uint8
+    assert train.class_counts == {name: 80 for name in CLASSES}
+    assert train.paths[0].startswith("happy/") and train.keys[0].startswith("train/happy/")
+    # Labels follow the class folders.
+    for path, label in zip(train.paths, train.labels):
+        assert path.split("/")[0] == CLASSES[label]
+
+
+def test_plain_class_folder_layout(tiny_dataset):
+    faces = data.load_folder(tiny_dataset / "validation")
+    assert len(faces) == 100 and faces.split is None
+    assert faces.keys[0] == faces.paths[0]
+
+
+def test_missing_class_folders_are_fine(tiny_dataset, tmp_path):
+    shutil.copytree(tiny_dataset / "test" / "sad", tmp_path / "sad")
+    faces = data.load_folder(tmp_path)
+    assert faces.class_counts == {"happy": 0, "sad": 10, "surprise": 0, "neutral": 0}
+
+
+def test_missing_and_empty_folders_give_clear_errors(tmp_path, tiny_dataset):
+    with pytest.raises(DataError, match="not found"):
+        data.load_folder(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="No class folders"):
+        data.load_folder(tmp_path)
+    (tmp_path / "happy").mkdir()
+    with pytest.raises(DataError, match="No images"):
+        data.load_folder(tmp_path)
+    with pytest.raises(DataError, match="use --split"):
+        data.load_folder(tiny_dataset)
+    with pytest.raises(DataError, match="No split folders"):
+        data.load_splits(tmp_path)
+
+
+def test_find_data_dir_precedence(tmp_path, monkeypatch, tiny_dataset):
+    monkeypatch.setenv("FER_DATA_DIR", str(tiny_dataset))
+    assert data.find_data_dir() == tiny_dataset
+    assert data.find_data_dir(tmp_path) == tmp_path
+    monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.raises(DataError, match="FER_DATA_DIR"):
+        data.find_data_dir()
+    monkeypatch.delenv("FER_DATA_DIR")
+    assert data.find_data_dir() == data.DEFAULT_DATA_DIR
+
+
+def test_twins_and_deduplication_on_the_real_dataset(data_root):
+    # The dataset notes: 306 validation images have a pixel-identical twin in train.
+    train = data.load_folder(data_root, "train")
+    validation = data.load_folder(data_root, "validation")
+    assert int(data.twins_in(validation, train).sum()) == 306
+    unique, stats = data.deduplicate(train)
+    assert len(set(unique.pixel_hashes)) == len(unique)
+    assert len(unique) + stats["dropped_repeats"] + stats["dropped_conflicting"] == len(train)
+    assert stats["dropped_conflicting"] > 0
+
+
+def test_soft_targets_mix_folder_label_and_crowd_votes(data_root, val_subset):
+    votes = data.load_votes(data.find_votes_file(data_root))
+    hard = data.soft_targets(val_subset, votes, 0.0)
+    assert np.array_equal(hard.argmax(1), val_subset.labels) and np.allclose(hard.sum(1), 1)
+    mixed = data.soft_targets(val_subset, votes, 0.5)
+    assert np.allclose(mixed.sum(1), 1)
+    dist, has_votes = data.crowd_distribution(val_subset, votes)
+    # A few faces get no vote for any of our four classes (the crowd saw anger, fear, ...): they keep the folder label.
+    assert has_votes.mean() > 0.95
+    assert np.allclose(mixed[~has_votes], hard[~has_votes])
+    # Elsewhere every target is halfway between the one-hot label and the crowd's shares.
+    assert np.allclose(mixed[has_votes], 0.5 * hard[has_votes] + 0.5 * dist[has_votes])
+    # The crowd disagrees with the folder on some images (sad vs neutral above all).
+    assert (dist.argmax(1) != val_subset.labels).any()

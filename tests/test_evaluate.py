@@ -1,0 +1,93 @@
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from fer.cli import main as cli
+from fer.data import CLASSES
+from fer.evaluate import compute_metrics, expected_calibration_error
+
+REPORT_KEYS = {
+    "n",
+    "accuracy",
+    "macro_f1",
+    "macro_recall",
+    "per_class",
+    "classes",
+    "confusion_matrix",
+    "ece",
+    "weights_sha256",
+}
+
+
+def test_metrics_on_a_hand_checked_example():
+    labels = np.array([0, 0, 1, 1, 2, 3])
+    probs = np.eye(4)[[0, 1, 1, 1, 2, 0]] * 0.7 + 0.075
+    m = compute_metrics(labels, probs)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["confusion_matrix"] == [[1, 1, 0, 0], [0, 2, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0]]
+    assert m["per_class"]["sad"] == {
+        "precision": pytest.approx(2 / 3),
+        "recall": 1.0,
+        "f1": pytest.approx(0.8),
+        "support": 2,
+    }
+    assert m["per_class"]["neutral"]["recall"] == 0.0
+    assert m["macro_recall"] == pytest.approx((0.5 + 1 + 1 + 0) / 4)
+    # Every prediction has confidence 0.775 and 4 of 6 are right: ECE = |0.667 - 0.775|.
+    assert m["ece"] == pytest.approx(abs(4 / 6 - 0.775))
+
+
+def test_ece_is_zero_for_perfectly_calibrated_bins():
+    probs = np.array([[0.5, 0.5, 0, 0]] * 4)
+    labels = np.array([0, 1, 0, 1])  # argmax is class 0: right half the time, confidence 0.5
+    assert expected_calibration_error(probs, labels) == pytest.approx(0.0)
+
+
+def test_evaluate_cli_json_and_csv_contract(tiny_dataset, tmp_path, classifier):
+    out_json, out_csv = tmp_path / "report.json", tmp_path / "preds.csv"
+    code = cli(
+        [
+            "evaluate",
+            "--data",
+            str(tiny_dataset),
+            "--split",
+            "validation",
+            "--json",
+            str(out_json),
+            "--predictions",
+            str(out_csv),
+        ]
+    )
+    assert code == 0
+    report = json.loads(out_json.read_text())
+    assert set(report) >= REPORT_KEYS
+    assert report["n"] == 100 and report["classes"] == list(CLASSES)
+    assert np.array(report["confusion_matrix"]).sum() == 100
+    assert set(report["per_class"]) == set(CLASSES) and all(m["support"] == 25 for m in report["per_class"].values())
+    # The train split is known, so the twin-free accuracy is reported too.
+    assert {"accuracy_excluding_train_twins", "n_excluding_train_twins"} <= set(report)
+    rows = list(csv.DictReader(out_csv.open()))
+    assert list(rows[0]) == ["path", "true", "pred", "p_happy", "p_sad", "p_surprise", "p_neutral"]
+    assert len(rows) == 100 and rows[0]["path"].startswith("happy/") and rows[0]["true"] == "happy"
+    # The CSV agrees with the report and with the classifier itself.
+    assert np.mean([r["true"] == r["pred"] for r in rows]) == pytest.approx(report["accuracy"])
+    probs = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in rows])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert [CLASSES[i] for i in probs.argmax(1)] == [r["pred"] for r in rows]
+
+
+def test_evaluate_plain_folder_with_missing_classes_prints_a_table(tiny_dataset, tmp_path, capsys):
+    shutil.copytree(tiny_dataset / "test" / "happy", tmp_path / "happy")
+    shutil.copytree(tiny_dataset / "test" / "surprise", tmp_path / "surprise")
+    assert cli(["evaluate", "--data", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "20 images" in out and "confusion matrix" in out
+    assert "sad" in out and "neutral" in out
+
+
+def test_evaluate_reports_missing_data_cleanly(tmp_path, capsys):
+    assert cli(["evaluate", "--data", str(tmp_path / "none")]) == 2
+    assert "Dataset folder not found" in capsys.readouterr().err

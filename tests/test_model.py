@@ -1,0 +1,26 @@
+import torch
+
+from fer.model import FerNet, ModelConfig, count_macs, count_params
+
+
+def test_forward_shapes_and_feature_map():
+    model = FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1))).eval()
+    x = torch.rand(5, 1, 48, 48)
+    assert model(x).shape == (5, 4)
+    assert model.features(x).shape == (5, 32, 6, 6)
+
+
+def test_config_round_trip_and_costs():
+    config = ModelConfig(widths=(16, 32, 64, 128), depths=(1, 2, 2, 1), dropout=0.1)
+    again = ModelConfig.from_dict(config.to_dict())
+    assert again == config
+    model = FerNet(config)
+    assert count_params(model) == sum(p.numel() for p in model.parameters())
+    assert 10e6 < count_macs(model) < 100e6
+
+
+def test_blocks_start_as_identity_so_training_starts_stable():
+    model = FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(2, 2, 2, 2))).eval()
+    block = model.stages[0][1]
+    x = torch.rand(2, 8, 48, 48)
+    assert torch.allclose(block(x), torch.relu(x))

@@ -1,0 +1,70 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import encode, iou, make_photo
+from PIL import Image
+
+from fer import CLASSES, ImageError
+from fer.cli import main as cli
+
+# The shipped weights score ~0.8+ on validation; this fixed, class-balanced 400-image subset must stay above the floor.
+ACCURACY_FLOOR = 0.70
+
+
+def test_shipped_weights_clear_the_floor_on_real_validation_faces(classifier, val_subset):
+    probs = classifier.predict_proba(val_subset.images)
+    assert probs.shape == (400, 4)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    accuracy = (probs.argmax(1) == val_subset.labels).mean()
+    assert accuracy >= ACCURACY_FLOOR
+    # Every class is recognised, not just the easy ones.
+    for k in range(len(CLASSES)):
+        assert (probs.argmax(1)[val_subset.labels == k] == k).mean() > 0.4
+
+
+def test_predict_proba_checks_its_input(classifier):
+    with pytest.raises(ImageError, match="48x48"):
+        classifier.predict_proba(np.zeros((2, 32, 32), np.uint8))
+    with pytest.raises(ImageError, match="uint8"):
+        classifier.predict_proba(np.zeros((2, 48, 48), np.float32))
+    single = classifier.predict_proba(np.zeros((48, 48), np.uint8))
+    assert single.shape == (1, 4)
+
+
+def test_photo_pipeline_finds_pasted_faces_and_classifies_them_like_the_originals(predictor, detectable_faces):
+    photo, boxes = make_photo(detectable_faces[:3])
+    result = predictor.predict(encode(photo), name="group.jpg")
+    assert result.error is None and len(result.faces) == 3
+    found = sorted(result.faces, key=lambda f: f.box.x)
+    direct = predictor.classifier.predict_proba(np.stack(detectable_faces[:3]))
+    for face, box, probs in zip(found, boxes, direct):
+        assert iou(face.box.as_list(), box) > 0.6
+        assert face.face.shape == (48, 48)
+        # The crop is the original face resampled: the model should see (almost) the same thing.
+        assert np.abs(face.probs - probs).max() < 0.25
+
+
+def test_enlarged_face_without_detection(predictor, detectable_faces):
+    face = Image.fromarray(detectable_faces[0]).resize((300, 300), Image.Resampling.BICUBIC)
+    result = predictor.predict(encode(face, "PNG"), name="face.png", detect=False)
+    assert len(result.faces) == 1 and result.faces[0].box.as_list() == [0, 0, 300, 300]
+    direct = predictor.classifier.predict_proba(detectable_faces[0])[0]
+    assert np.abs(result.faces[0].probs - direct).max() < 0.1
+
+
+def test_cli_predict_json_reports_faces_and_bad_files(tmp_path, detectable_faces, capsys):
+    photo, boxes = make_photo(detectable_faces[:2], size=(700, 500))
+    good = tmp_path / "two.jpg"
+    good.write_bytes(encode(photo))
+    bad = tmp_path / "broken.jpg"
+    bad.write_text("this is not a photo")
+    code = cli(["predict", str(good), str(bad), "--json"])
+    assert code != 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in results] == ["two.jpg", "broken.jpg"]
+    assert results[0]["error"] is None and len(results[0]["faces"]) == 2
+    face = results[0]["faces"][0]
+    assert set(face) >= {"box", "label", "probs"} and face["label"] in CLASSES
+    assert set(face["probs"]) == set(CLASSES) and abs(sum(face["probs"].values()) - 1) < 1e-3
+    assert results[1]["faces"] == [] and "not an image" in results[1]["error"]
