@@ -158,7 +158,11 @@ def _check_directory_size(stream, name: str) -> None:
     locator = tail[at - 20 : at] if at >= 20 else b""
     if locator.startswith(b"PK\x06\x07"):  # zip64: zipfile takes the sizes from the zip64 end record
         record = tail[at - 20 - 56 : at - 20] if at >= 76 else b""
-        directory_bytes = struct.unpack("<Q", record[40:48])[0] if record.startswith(b"PK\x06\x06") else 2**64
+        if not record.startswith(b"PK\x06\x06"):
+            return  # zipfile rejects a broken zip64 record itself
+        directory_bytes = struct.unpack("<Q", record[40:48])[0]
+    if directory_bytes > size:  # zipfile would parse whatever follows, however many entries it holds
+        raise ImageError(f"{name} is not a valid zip archive (its directory is damaged); re-create it and try again.")
     if directory_bytes > MAX_ZIP_DIRECTORY_BYTES:
         raise ImageError(
             f"{name} lists more entries than the {MAX_ZIP_MEMBERS} files an archive may hold; split it into smaller zips."

@@ -171,6 +171,22 @@ def test_zip_directory_too_large_is_refused_before_it_is_parsed(predictor, monke
     )
 
 
+def test_zip_directory_size_beyond_the_file_is_refused_before_it_is_parsed(predictor, photo, monkeypatch):
+    # An end record claiming a huge directory would make zipfile parse everything before it as entries.
+    archive = bytearray(zip_bytes({"a.jpg": photo[0]}))
+    struct.pack_into("<I", archive, archive.rindex(b"PK\x05\x06") + 12, 0xFFFFFFF0)
+
+    def parse_forbidden(self):
+        raise AssertionError("the central directory was parsed")
+
+    monkeypatch.setattr(zipfile.ZipFile, "_RealGetContents", parse_forbidden)
+    results = predict_batch(predictor, [("lying.zip", bytes(archive))])
+
+    assert [r.error for r in results] == [
+        "lying.zip is not a valid zip archive (its directory is damaged); re-create it and try again."
+    ]
+
+
 def test_zip_bomb_member_is_refused_from_its_declared_size(predictor, photo):
     bomb = bytes(MAX_ZIP_MEMBER_BYTES + 10 * 2**20)  # 60 MB of zeros compress to ~60 KB
     archive = zip_bytes({"ok.jpg": photo[0], "bomb.bmp": bomb})
