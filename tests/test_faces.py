@@ -220,6 +220,9 @@ def test_pixel_cap_refuses_before_any_pixel_is_decoded(bad_files, monkeypatch):
     for name in ("bomb.png", "panorama.png"):
         with pytest.raises(ImageError, match=r"MP limit|the limit is \d+ MP"):
             load_image(bad_files[name][0], name=name)
+    # The spy works: a PNG within the limits does reach the decoder.
+    with pytest.raises(ImageError, match=r"cannot be decoded \(AssertionError\)"):
+        load_image(png_of_zeros(100, 100), name="small.png")
 
 
 def test_bomb_files_are_small(bad_files):
