@@ -26,7 +26,7 @@ def _predict(args) -> int:
     from tqdm import tqdm
 
     from fer.batch import predict_batch, write_csv
-    from fer.predict import Predictor, load_classifier
+    from fer.predict import NO_FACE_HINT, NO_FACE_NOTE, Predictor, load_classifier
 
     predictor = Predictor(load_classifier(args.weights, tta=args.tta))
     # The bar shows only on a terminal (disable=None) and is cleared when done (leave=False).
@@ -55,9 +55,12 @@ def _predict(args) -> int:
                 continue
             notes = f" ({'; '.join(r.notes)})" if r.notes else ""
             print(f"{r.file}: {len(r.faces)} face(s){notes}")
+            if NO_FACE_NOTE in r.notes:
+                print(f"  hint: {NO_FACE_HINT}")
             for face in r.faces:
                 probs = "  ".join(f"{k} {v:.2f}" for k, v in face.to_dict()["probs"].items())
-                print(f"  #{face.index + 1} box {face.box.as_list()}: {face.label:8s} | {probs}")
+                flag = "  (uncertain: may be another expression)" if face.uncertain else ""
+                print(f"  #{face.index + 1} box {face.box.as_list()}: {face.label:8s} | {probs}{flag}")
     return 1 if any(r.error for r in results) else 0
 
 
@@ -73,20 +76,29 @@ def _card(args) -> int:
 
     card = build_card(args.run, args.weights_out, args.data, args.temperature)
     val = card["metrics"].get("validation", {})
-    print(f"wrote {args.weights_out} (sha256 {card['weights_sha256'][:12]}...) and its model card; validation accuracy {val.get('accuracy', float('nan')):.4f}")
+    print(
+        f"wrote {args.weights_out} (sha256 {card['weights_sha256'][:12]}...) and its model card; validation accuracy {val.get('accuracy', float('nan')):.4f}"
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from fer.train import get_args_parser
 
-    parser = argparse.ArgumentParser(prog="python -m fer", description="Facial emotion recognition: happy, sad, surprise, neutral")
+    parser = argparse.ArgumentParser(
+        prog="python -m fer", description="Facial emotion recognition: happy, sad, surprise, neutral"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("train", parents=[get_args_parser(add_help=False)], help="train a model").set_defaults(handler=_train)
+    commands.add_parser("train", parents=[get_args_parser(add_help=False)], help="train a model").set_defaults(
+        handler=_train
+    )
 
     ev = commands.add_parser("evaluate", help="score weights on a folder of labelled face crops")
-    ev.add_argument("--data", help="dataset root (with --split) or a folder of class folders (default: FER_DATA_DIR or ../shared/data)")
+    ev.add_argument(
+        "--data",
+        help="dataset root (with --split) or a folder of class folders (default: FER_DATA_DIR or ../shared/data)",
+    )
     ev.add_argument("--split", help="split folder inside --data, e.g. validation")
     ev.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
     ev.add_argument("--json", metavar="OUT", help="write the metrics report as JSON")
@@ -99,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-detect", action="store_true", help="treat each whole image as one face")
     pr.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
     pr.add_argument("--tta", action="store_true", help="also classify the mirrored face and average")
-    pr.add_argument("--csv", metavar="OUT.csv", help="also write one row per face (file, face, box, label, probabilities) as CSV")
+    pr.add_argument(
+        "--csv", metavar="OUT.csv", help="also write one row per face (file, face, box, label, probabilities) as CSV"
+    )
     pr.set_defaults(handler=_predict)
 
     cd = commands.add_parser("card", help="ship a training run: copy its best weights and write the model card")

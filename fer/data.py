@@ -237,6 +237,11 @@ def crowd_out_of_scope(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.n
     return mask if found else None
 
 
+def fer2013_usage(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
+    """Per image, its FER2013 usage (Training / PublicTest / PrivateTest), or '' when unknown."""
+    return np.array([votes.get(key, {}).get("fer2013_usage", "") for key in faces.keys])
+
+
 def crowd_not_a_face(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
     """Mask of images the crowd mostly called 'not a face' or 'unknown'."""
     mask = np.zeros(len(faces), dtype=bool)

@@ -17,81 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from fer import data
+from fer.calibrate import softmax, uncertainty_report
 from fer.checkpoint import DEFAULT_WEIGHTS, sha256_of
 from fer.data import CLASSES
-from fer.predict import Classifier, load_classifier
-
-ECE_BINS = 15
-
-
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the bin's share."""
-    if len(labels) == 0:
-        return 0.0
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
-
-
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
-    """Per confidence bin: its range, image count, mean confidence and accuracy (for a reliability diagram)."""
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    out = []
-    for b in range(bins):
-        in_bin = which == b
-        out.append(
-            {
-                "low": float(edges[b]),
-                "high": float(edges[b + 1]),
-                "count": int(in_bin.sum()),
-                "confidence": float(confidence[in_bin].mean()) if in_bin.any() else None,
-                "accuracy": float(correct[in_bin].mean()) if in_bin.any() else None,
-            }
-        )
-    return out
-
-
-def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
-    """Accuracy, per-class precision/recall/F1/support, macro averages, confusion matrix and ECE."""
-    labels = np.asarray(labels, dtype=int)
-    preds = probs.argmax(axis=1) if len(labels) else np.zeros(0, dtype=int)
-    k = len(CLASSES)
-    confusion = np.zeros((k, k), dtype=int)
-    np.add.at(confusion, (labels, preds), 1)
-    per_class = {}
-    for i, name in enumerate(CLASSES):
-        tp = confusion[i, i]
-        predicted, support = confusion[:, i].sum(), confusion[i, :].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {
-            "precision": float(precision),
-            "recall": float(recall),
-            "f1": float(f1),
-            "support": int(support),
-        }
-    present = [name for name in CLASSES if per_class[name]["support"] > 0]
-    return {
-        "n": int(len(labels)),
-        "accuracy": float((preds == labels).mean()) if len(labels) else 0.0,
-        "macro_f1": float(np.mean([per_class[c]["f1"] for c in present])) if present else 0.0,
-        "macro_recall": float(np.mean([per_class[c]["recall"] for c in present])) if present else 0.0,
-        "per_class": per_class,
-        "classes": list(CLASSES),
-        "confusion_matrix": confusion.tolist(),
-        "ece": expected_calibration_error(probs, labels),
-    }
+from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins  # noqa: F401 (re-exported)
+from fer.predict import Classifier, load_classifier, uncertainty_scores
 
 
 def known_train_split(folder: Path, split: str | None, root: Path) -> Path | None:
@@ -104,17 +34,42 @@ def known_train_split(folder: Path, split: str | None, root: Path) -> Path | Non
 
 
 def evaluate_faces(
-    classifier: Classifier, faces: data.FaceSet, train: data.FaceSet | None = None
+    classifier: Classifier, faces: data.FaceSet, train: data.FaceSet | None = None, votes: dict | None = None
 ) -> tuple[dict, np.ndarray]:
-    """The metrics report and the (N, 4) probabilities for a loaded FaceSet."""
-    probs = classifier.predict_proba(faces.images)
-    report = compute_metrics(faces.labels, probs)
+    """The metrics report and the (N, 4) calibrated probabilities for a loaded FaceSet.
+
+    With the train split: accuracy without the images that have a pixel-identical twin in train.
+    With FERPlus votes: accuracy on the FER2013 PublicTest/PrivateTest rows (the fair comparison with
+    public FER2013 models) and how well the uncertainty flag catches faces the crowd saw as another
+    expression.
+    """
+    logits = classifier.logits(faces.images).numpy()
+    probs = softmax(logits, classifier.temperature).astype(np.float32)
+    labels = faces.labels
+    report = compute_metrics(labels, probs)
+    report["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)
+    report["temperature"] = classifier.temperature
+    report["reliability"] = reliability_bins(probs, labels)
     if train is not None:
         twins = data.twins_in(faces, train)
-        unique = ~twins
         report["train_twins"] = int(twins.sum())
-        report["n_excluding_train_twins"] = int(unique.sum())
-        report["accuracy_excluding_train_twins"] = compute_metrics(faces.labels[unique], probs[unique])["accuracy"]
+        report["n_excluding_train_twins"] = int((~twins).sum())
+        report["accuracy_excluding_train_twins"] = compute_metrics(labels[~twins], probs[~twins])["accuracy"]
+    if votes:
+        usage = data.fer2013_usage(faces, votes)
+        subsets = {
+            "fer2013_public_test": usage == "PublicTest",
+            "fer2013_private_test": usage == "PrivateTest",
+            "fer2013_test_rows": np.isin(usage, ["PublicTest", "PrivateTest"]),
+        }
+        report["subsets"] = {
+            name: {"n": int(mask.sum()), "accuracy": compute_metrics(labels[mask], probs[mask])["accuracy"]}
+            for name, mask in subsets.items()
+            if mask.any()
+        }
+        out_of_scope = data.crowd_out_of_scope(faces, votes)
+        if out_of_scope is not None and out_of_scope.any():
+            report["uncertainty"] = uncertainty_report(probs, out_of_scope, classifier.uncertainty_threshold)
     return report, probs
 
 
@@ -130,7 +85,9 @@ def evaluate_folder(
     classifier = classifier or load_classifier(weights)
     train_dir = known_train_split(faces.folder, split, root)
     train = data.load_folder(train_dir) if train_dir else None
-    report, probs = evaluate_faces(classifier, faces, train)
+    votes_file = data.find_votes_file(root)
+    votes = data.load_votes(votes_file) if votes_file else None
+    report, probs = evaluate_faces(classifier, faces, train, votes)
     report = {
         "data": str(faces.folder),
         "split": split,
@@ -142,12 +99,12 @@ def evaluate_folder(
 
 
 def predictions_csv(faces: data.FaceSet, probs: np.ndarray) -> str:
-    """path,true,pred,p_happy,p_sad,p_surprise,p_neutral (paths relative to the evaluated folder)."""
+    """path,true,pred,p_happy,p_sad,p_surprise,p_neutral,uncertainty (paths relative to the evaluated folder)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["path", "true", "pred", *[f"p_{c}" for c in CLASSES]])
-    for path, label, p in zip(faces.paths, faces.labels, probs):
-        writer.writerow([path, CLASSES[label], CLASSES[int(p.argmax())], *[f"{v:.6f}" for v in p]])
+    writer.writerow(["path", "true", "pred", *[f"p_{c}" for c in CLASSES], "uncertainty"])
+    for path, label, p, u in zip(faces.paths, faces.labels, probs, uncertainty_scores(probs)):
+        writer.writerow([path, CLASSES[label], CLASSES[int(p.argmax())], *[f"{v:.6f}" for v in p], f"{u:.6f}"])
     return out.getvalue()
 
 
@@ -161,6 +118,17 @@ def format_report(report: dict) -> str:
         lines.append(
             f"accuracy without the {report['train_twins']} images that have a twin in train: "
             f"{report['accuracy_excluding_train_twins']:.4f} ({report['n_excluding_train_twins']} images)"
+        )
+    lines.append(
+        f"calibration: ECE {report['ece']:.4f} at temperature {report['temperature']:.3f} (uncalibrated ECE {report['ece_uncalibrated']:.4f})"
+    )
+    for name, sub in report.get("subsets", {}).items():
+        lines.append(f"accuracy on {name} rows: {sub['accuracy']:.4f} ({sub['n']} images)")
+    if "uncertainty" in report:
+        u = report["uncertainty"]
+        lines.append(
+            f"uncertainty flag (>= {u['threshold']:.3f}): AUROC {u['auroc_out_of_scope']:.3f} for the {u['n_out_of_scope']} faces the crowd "
+            f"saw as another expression; flags {u['out_of_scope_flagged']:.1%} of them and {u['in_scope_flagged']:.1%} of in-scope faces"
         )
     lines += ["", f"{'class':10s} {'precision':>9s} {'recall':>7s} {'f1':>7s} {'support':>8s}"]
     for name, m in report["per_class"].items():

@@ -22,6 +22,18 @@ from fer.faces import MAX_FACES, Box, FaceDetector, LoadedImage, crop_face, load
 from fer.model import FerNet
 from fer.preprocess import FACE_SIZE, to_face_array
 
+NO_FACE_NOTE = "no face found"
+NO_FACE_HINT = (
+    "faces must be roughly frontal and at least ~4% of the photo's shorter side; "
+    "a photo that is already a cropped face can be classified whole (--no-detect)"
+)
+DEFAULT_UNCERTAINTY_THRESHOLD = 0.5  # for weights without a fitted threshold: top probability below 0.5
+
+
+def uncertainty_scores(probs: np.ndarray) -> np.ndarray:
+    """1 - top calibrated probability: 0 for a certain face, up to 0.75 for a uniform guess (see fer.calibrate)."""
+    return 1.0 - np.asarray(probs).max(axis=1)
+
 
 def _inference_copy(model: FerNet) -> torch.nn.Module:
     """A copy with BatchNorm folded into the convolutions, in channels-last layout (~2x faster on CPU)."""
@@ -43,6 +55,8 @@ class Classifier:
         self.model = model.eval()
         self.meta = meta or {}
         self.temperature = float(self.meta.get("temperature", 1.0))
+        # Faces whose uncertainty (1 - top probability) reaches this are flagged "may be another expression".
+        self.uncertainty_threshold = float(self.meta.get("uncertainty_threshold", DEFAULT_UNCERTAINTY_THRESHOLD))
         self.tta = tta
         self._fast = _inference_copy(model)
 
@@ -90,6 +104,8 @@ class FaceResult:
     box: Box
     face: np.ndarray  # the 48x48 crop the model saw
     probs: np.ndarray  # (4,) in CLASSES order
+    uncertainty: float = 0.0  # 1 - top calibrated probability
+    uncertain: bool = False  # uncertainty >= the classifier's threshold: may be another expression
 
     @property
     def label(self) -> str:
@@ -104,6 +120,8 @@ class FaceResult:
             "box": self.box.as_list(),
             "label": self.label,
             "probs": {name: round(float(p), 4) for name, p in zip(CLASSES, self.probs)},
+            "uncertainty": round(float(self.uncertainty), 4),
+            "uncertain": bool(self.uncertain),
         }
 
 
@@ -137,9 +155,12 @@ class Predictor:
         file = name or (Path(source).name if isinstance(source, str | os.PathLike) else "upload")
         try:
             loaded = load_image(source, name=file)
+            return self.predict_loaded(loaded, file, detect)
         except FerError as error:
             return PhotoResult(file=file, error=str(error))
-        return self.predict_loaded(loaded, file, detect)
+        except MemoryError:
+            # Several large photos at once can exhaust memory; that photo fails, the server lives on.
+            return PhotoResult(file=file, error=f"Not enough memory to process {file}; use a smaller photo.")
 
     def predict_loaded(self, loaded: LoadedImage, file: str, detect: bool = True) -> PhotoResult:
         gray = loaded.image.convert("L")
@@ -156,7 +177,12 @@ class Predictor:
             boxes, found = [Box(0, 0, width, height)], 1
             crops = [to_face_array(gray)]
         probs = self.classifier.predict_proba(np.stack(crops)) if crops else np.zeros((0, len(CLASSES)))
-        faces = [FaceResult(i, box, crop, p) for i, (box, crop, p) in enumerate(zip(boxes, crops, probs))]
+        uncertainty = uncertainty_scores(probs)
+        threshold = self.classifier.uncertainty_threshold
+        faces = [
+            FaceResult(i, box, crop, p, float(u), bool(u >= threshold))
+            for i, (box, crop, p, u) in enumerate(zip(boxes, crops, probs, uncertainty))
+        ]
         if detect and not faces:
-            notes.append("no face found")
+            notes.append(NO_FACE_NOTE)
         return PhotoResult(file=file, faces=faces, notes=notes, image=loaded.image, faces_found=found)

@@ -1,4 +1,3 @@
-import json
 import shutil
 
 import pytest
@@ -61,9 +60,13 @@ def test_truncated_missing_and_foreign_files_are_refused(tmp_path):
         load_model(other)
 
 
+class Payload:
+    """Stands for any Python object a malicious checkpoint could smuggle in (unpickling runs code)."""
+
+
 def test_pickled_objects_are_never_unpickled(tmp_path):
     # A checkpoint carrying an arbitrary Python object is refused by torch.load(weights_only=True).
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "fer-checkpoint-v1", "payload": json.JSONDecoder()}, evil)
+    torch.save({"format": "fer-checkpoint-v1", "payload": Payload()}, evil)
     with pytest.raises(WeightsError, match="not a readable fer checkpoint"):
         load_model(evil)

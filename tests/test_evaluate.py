@@ -70,7 +70,7 @@ def test_evaluate_cli_json_and_csv_contract(tiny_dataset, tmp_path, classifier):
     # The train split is known, so the twin-free accuracy is reported too.
     assert {"accuracy_excluding_train_twins", "n_excluding_train_twins"} <= set(report)
     rows = list(csv.DictReader(out_csv.open()))
-    assert list(rows[0]) == ["path", "true", "pred", "p_happy", "p_sad", "p_surprise", "p_neutral"]
+    assert list(rows[0]) == ["path", "true", "pred", "p_happy", "p_sad", "p_surprise", "p_neutral", "uncertainty"]
     assert len(rows) == 100 and rows[0]["path"].startswith("happy/") and rows[0]["true"] == "happy"
     # The CSV agrees with the report and with the classifier itself.
     assert np.mean([r["true"] == r["pred"] for r in rows]) == pytest.approx(report["accuracy"])

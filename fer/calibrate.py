@@ -1,0 +1,99 @@
+"""Honest confidence: temperature scaling and the "may be another expression" uncertainty flag.
+
+Temperature scaling divides the logits by one number T fitted to minimise the negative log-likelihood
+on held-out faces. It is fitted on one half of validation and scored on the other (and swapped), so the
+reported ECE is never measured on the faces T was fitted to; the shipped T is then fitted on all of
+validation.
+
+Uncertainty is 1 - the calibrated top probability. Faces whose FERPlus crowd majority is an expression
+outside our four (anger, disgust, fear, contempt) are the "unknown" ones; the AUROC says how well the
+score separates them from in-scope faces, and the threshold is chosen so that a fixed share of
+in-scope validation faces is flagged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from fer.metrics import auroc, expected_calibration_error
+from fer.predict import uncertainty_scores
+
+IN_SCOPE_FLAG_RATE = 0.20  # share of in-scope validation faces the uncertainty threshold flags
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """T > 0 minimising the NLL of softmax(logits / T); a 1-D convex problem in log T."""
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.long)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.exp())
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    return torch.softmax(torch.as_tensor(logits, dtype=torch.float64) / temperature, dim=1).numpy()
+
+
+def two_fold_halves(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A class-stratified random split of indices into two halves."""
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    for k in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == k))
+        first.append(members[: len(members) // 2])
+        second.append(members[len(members) // 2 :])
+    return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
+
+
+def cross_fitted_calibration(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
+    """Fit T on each half, report ECE before/after on the other half; plus T fitted on everything."""
+    halves = two_fold_halves(labels, seed)
+    folds = []
+    for fit, score in (halves, halves[::-1]):
+        t = fit_temperature(logits[fit], labels[fit])
+        folds.append(
+            {
+                "temperature": t,
+                "n_fit": int(len(fit)),
+                "n_scored": int(len(score)),
+                "ece_before": expected_calibration_error(softmax(logits[score]), labels[score]),
+                "ece_after": expected_calibration_error(softmax(logits[score], t), labels[score]),
+            }
+        )
+    return {
+        "method": "temperature scaling, fitted on one stratified half of validation and scored on the other, then swapped",
+        "folds": folds,
+        "ece_before": float(np.mean([f["ece_before"] for f in folds])),
+        "ece_after": float(np.mean([f["ece_after"] for f in folds])),
+        "temperature": fit_temperature(logits, labels),
+    }
+
+
+def choose_threshold(probs: np.ndarray, out_of_scope: np.ndarray, flag_rate: float = IN_SCOPE_FLAG_RATE) -> float:
+    """The uncertainty above which `flag_rate` of the in-scope faces fall."""
+    return float(np.quantile(uncertainty_scores(probs)[~out_of_scope], 1 - flag_rate))
+
+
+def uncertainty_report(probs: np.ndarray, out_of_scope: np.ndarray, threshold: float) -> dict:
+    """How well the uncertainty score separates out-of-scope faces, and what the threshold flags."""
+    scores = uncertainty_scores(probs)
+    flagged = scores >= threshold
+    return {
+        "score": "1 - max calibrated probability",
+        "threshold": float(threshold),
+        "auroc_out_of_scope": auroc(scores, out_of_scope),
+        "n_out_of_scope": int(out_of_scope.sum()),
+        "n_in_scope": int((~out_of_scope).sum()),
+        "in_scope_flagged": float(flagged[~out_of_scope].mean()),
+        "out_of_scope_flagged": float(flagged[out_of_scope].mean()) if out_of_scope.any() else None,
+    }

@@ -1,0 +1,97 @@
+"""Classification metrics on labels and probabilities (pure numpy): accuracy, per-class P/R/F1,
+confusion matrix, expected calibration error, reliability bins and AUROC."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fer.data import CLASSES
+
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the bin's share."""
+    if len(labels) == 0:
+        return 0.0
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per confidence bin: its range, image count, mean confidence and accuracy (for a reliability diagram)."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        in_bin = which == b
+        out.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(in_bin.sum()),
+                "confidence": float(confidence[in_bin].mean()) if in_bin.any() else None,
+                "accuracy": float(correct[in_bin].mean()) if in_bin.any() else None,
+            }
+        )
+    return out
+
+
+def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Accuracy, per-class precision/recall/F1/support, macro averages, confusion matrix and ECE."""
+    labels = np.asarray(labels, dtype=int)
+    preds = probs.argmax(axis=1) if len(labels) else np.zeros(0, dtype=int)
+    k = len(CLASSES)
+    confusion = np.zeros((k, k), dtype=int)
+    np.add.at(confusion, (labels, preds), 1)
+    per_class = {}
+    for i, name in enumerate(CLASSES):
+        tp = confusion[i, i]
+        predicted, support = confusion[:, i].sum(), confusion[i, :].sum()
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {
+            "precision": float(precision),
+            "recall": float(recall),
+            "f1": float(f1),
+            "support": int(support),
+        }
+    present = [name for name in CLASSES if per_class[name]["support"] > 0]
+    return {
+        "n": int(len(labels)),
+        "accuracy": float((preds == labels).mean()) if len(labels) else 0.0,
+        "macro_f1": float(np.mean([per_class[c]["f1"] for c in present])) if present else 0.0,
+        "macro_recall": float(np.mean([per_class[c]["recall"] for c in present])) if present else 0.0,
+        "per_class": per_class,
+        "classes": list(CLASSES),
+        "confusion_matrix": confusion.tolist(),
+        "ece": expected_calibration_error(probs, labels),
+    }
+
+
+def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
+    """Probability that a random positive scores higher than a random negative (ties count half)."""
+    pos, neg = scores[positives], scores[~positives]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    # Average ranks over ties.
+    values = np.concatenate([pos, neg])
+    for v in np.unique(values):
+        tied = values == v
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
