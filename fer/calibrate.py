@@ -37,7 +37,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return loss
 
     optimizer.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -14,11 +14,11 @@ from datetime import date
 from pathlib import Path
 
 from fer import data
+from fer.calibrate import IN_SCOPE_FLAG_RATE, choose_threshold, cross_fitted_calibration, softmax, uncertainty_report
 from fer.checkpoint import CARD_NAME, DEFAULT_WEIGHTS, load_model, save_weights
-from fer.errors import DataError
 from fer.evaluate import evaluate_folder
 from fer.model import count_macs, count_params
-from fer.predict import Classifier
+from fer.predict import DEFAULT_UNCERTAINTY_THRESHOLD, Classifier
 
 PREPROCESSING = (
     "Photo decoded safely, turned upright by EXIF, converted to RGB then to 8-bit grayscale (ITU-R 601 luma); "
@@ -64,19 +64,35 @@ def data_card(root: Path) -> dict:
     }
 
 
+def calibrate(model, root: Path) -> tuple[dict, dict]:
+    """Temperature (cross-fitted on validation halves) and the uncertainty threshold for `model`."""
+    validation = data.load_folder(root, "validation")
+    logits = Classifier(model).logits(validation.images).numpy()
+    calibration = cross_fitted_calibration(logits, validation.labels)
+    probs = softmax(logits, calibration["temperature"])
+    uncertainty = {"threshold": DEFAULT_UNCERTAINTY_THRESHOLD, "note": "no FERPlus votes found: default threshold"}
+    votes_file = data.find_votes_file(root)
+    if votes_file:
+        out_of_scope = data.crowd_out_of_scope(validation, data.load_votes(votes_file))
+        threshold = choose_threshold(probs, out_of_scope)
+        uncertainty = uncertainty_report(probs, out_of_scope, threshold)
+        uncertainty["chosen_to_flag"] = f"{IN_SCOPE_FLAG_RATE:.0%} of in-scope validation faces"
+    return calibration, uncertainty
+
+
 def build_card(
-    run_dir: str | Path,
-    weights_out: str | Path = DEFAULT_WEIGHTS,
-    data_dir=None,
-    temperature: float = 1.0,
-    command: str | None = None,
+    run_dir: str | Path, weights_out: str | Path = DEFAULT_WEIGHTS, data_dir=None, command: str | None = None
 ) -> dict:
+    """Ship a training run: calibrate, write the weights and the model card with validation/test metrics."""
     run_dir, weights_out = Path(run_dir), Path(weights_out)
+    root = data.find_data_dir(data_dir)
     model, meta = load_model(run_dir / "best.pt", verify=False)
     summary_file = run_dir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     history = summary.get("history") or json.loads((run_dir / "history.json").read_text())
-    sha = save_weights(weights_out, model, temperature=temperature, extra={"epoch": meta.get("epoch")})
+    calibration, uncertainty = calibrate(model, root)
+    extra = {"epoch": meta.get("epoch"), "uncertainty_threshold": uncertainty["threshold"]}
+    sha = save_weights(weights_out, model, temperature=calibration["temperature"], extra=extra)
     card = {
         "name": "FerNet",
         "weights_file": weights_out.name,
@@ -99,22 +115,20 @@ def build_card(
             "machine": summary.get("machine") or platform.processor(),
             "torch": summary.get("torch"),
         },
-        "temperature": temperature,
+        "temperature": calibration["temperature"],
+        "calibration": calibration,
+        "uncertainty": uncertainty,
         "curves": history,
         "metrics": {},
         "intended_use": INTENDED_USE,
         "limitations": LIMITATIONS,
+        "data_card": data_card(root),
     }
-    classifier = Classifier(model, {"temperature": temperature})
-    try:
-        root = data.find_data_dir(data_dir)
-        for split in ("validation", "test"):
-            if (root / split).is_dir():
-                report, _, _ = evaluate_folder(root, split, weights_out, classifier=classifier)
-                report.pop("data", None)
-                card["metrics"][split] = report
-        card["data_card"] = data_card(root)
-    except DataError as error:
-        card["metrics_error"] = str(error)
+    classifier = Classifier(model, {"temperature": calibration["temperature"], **extra})
+    for split in ("validation", "test"):
+        if (root / split).is_dir():
+            report, _, _ = evaluate_folder(root, split, weights_out, classifier=classifier)
+            report.pop("data", None)
+            card["metrics"][split] = report
     (weights_out.parent / CARD_NAME).write_text(json.dumps(card, indent=1))
     return card

@@ -74,7 +74,7 @@ def _train(args) -> int:
 def _card(args) -> int:
     from fer.card import build_card
 
-    card = build_card(args.run, args.weights_out, args.data, args.temperature)
+    card = build_card(args.run, args.weights_out, args.data, args.command_line)
     val = card["metrics"].get("validation", {})
     print(
         f"wrote {args.weights_out} (sha256 {card['weights_sha256'][:12]}...) and its model card; validation accuracy {val.get('accuracy', float('nan')):.4f}"
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--run", required=True, help="training output folder (holds best.pt)")
     cd.add_argument("--weights-out", default=str(DEFAULT_WEIGHTS), help="where to write the shipped weights")
     cd.add_argument("--data", help="dataset root for the metrics (default: FER_DATA_DIR or ../shared/data)")
-    cd.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (calibration)")
+    cd.add_argument("--command-line", help="the exact training command, recorded in the card")
     cd.set_defaults(handler=_card)
     return parser
 

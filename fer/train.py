@@ -13,6 +13,8 @@ import copy
 import json
 import math
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -255,7 +257,10 @@ def main(args) -> dict:
         torch.save(state, state_path)
         (out / "history.json").write_text(json.dumps(history, indent=1))
 
+    argv = sys.argv[1:]
+    argv = argv[1:] if argv[:1] == ["train"] else argv
     summary = {
+        "command": "python -m fer train " + shlex.join(argv),
         "recipe": {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")},
         "data": info,
         "model": {"config": config.to_dict(), "params": count_params(model), "macs": count_macs(model)},
