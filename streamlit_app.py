@@ -4,7 +4,8 @@ import streamlit as st
 
 from pages import common
 
-st.set_page_config(page_title="Facial emotion recognition", page_icon=":material/mood:", layout="wide")
+common.use_navigation()
+st.set_page_config(page_title="Facial emotion recognition", page_icon="🙂", layout="wide")
 common.keep_settings()
 common.configure_torch()
 common.warm_up()

@@ -12,7 +12,7 @@ import numpy as np
 from fer.data import CLASSES
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and on a projector.
-CLASS_COLORS = {"happy": "#E69F00", "sad": "#0072B2", "surprise": "#CC79A7", "neutral": "#7F7F7F"}
+CLASS_COLORS = {"happy": "#E69F00", "sad": "#0072B2", "surprise": "#CC79A7", "neutral": "#009E73"}
 ACCENT = "#2E5EAA"  # the theme's primary colour (.streamlit/config.toml)
 MUTED = "#B8C2D6"
 FONT = "Source Sans Pro, Helvetica, Arial, sans-serif"
@@ -52,7 +52,8 @@ def probability_bars(probs, height: int = 190, title: str | None = None):
             hovertemplate="%{y}: %{x:.1%}<extra></extra>",
         )
     )
-    fig.update_xaxes(range=[0, 1.12], tickformat=".0%", showgrid=True, zeroline=False, title=None)
+    # No axis: each bar carries its percentage; the room on the right keeps "100%" inside the chart.
+    fig.update_xaxes(range=[0, 1.3], showticklabels=False, showgrid=False, zeroline=False, title=None)
     fig.update_yaxes(autorange="reversed", title=None)
     return _layout(fig, height, title, showlegend=False)
 
@@ -87,7 +88,10 @@ def confusion_heatmap(matrix, normalise: bool = False, height: int = 420, title:
     )
     fig.update_xaxes(title="predicted", side="top")
     fig.update_yaxes(title="true", autorange="reversed")
-    return _layout(fig, height, title)
+    fig = _layout(fig, height, title)
+    if title:  # the title above the top axis and its "predicted" label, not on them
+        fig.update_layout(margin={"t": 100}, title={"y": 0.98, "yanchor": "top"})
+    return fig
 
 
 def confusion_table(matrix) -> list[dict]:

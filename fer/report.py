@@ -158,7 +158,9 @@ h1 { font-size: 2.1em; margin-bottom: 0.1em; } h2 { border-bottom: 2px solid #2E
 .card .detail { color: #5A6270; font-size: 0.85em; }
 table { border-collapse: collapse; margin: 12px 0; } th, td { padding: 6px 14px; border-bottom: 1px solid #D9DEE7; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-.row { display: flex; flex-wrap: wrap; gap: 16px; } .row > div { flex: 1 1 420px; min-width: 0; }
+/* A grid, not flex: each chart knows its column's width when plotly first draws it. */
+.row { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; } .row > div { min-width: 0; }
+@media (max-width: 800px) { .row { grid-template-columns: 1fr; } }
 .swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px; margin-right: 6px; vertical-align: middle; }
 footer { color: #5A6270; font-size: 0.85em; margin-top: 48px; }
 """
@@ -294,7 +296,7 @@ def _model_section(card: dict) -> list[str]:
             value = training[key]
             rows.append((label, ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value))
     if card.get("temperature") is not None:
-        rows.append(("Softmax temperature", card["temperature"]))
+        rows.append(("Softmax temperature", f"{float(card['temperature']):.3f}"))
     if not rows:
         return []
     body = "".join(f"<tr><td>{_e(k)}</td><td style='text-align:left'>{_e(v)}</td></tr>" for k, v in rows)

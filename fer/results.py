@@ -59,6 +59,8 @@ def annotate(result: PhotoResult, max_side: int = 1600) -> Image.Image:
         x, y, w, h = (round(v * scale) for v in face.box.as_list())
         color = CLASS_COLORS[face.label]
         draw.rectangle([x, y, x + w - 1, y + h - 1], outline=color, width=line)
+        # A thin dark rim keeps the box visible on a background of its own colour.
+        draw.rectangle([x - 1, y - 1, x + w, y + h], outline="#1B1F24", width=1)
         tag = f"{face.index + 1} {face.label}" + (" ?" if is_uncertain(face) else "")
         left, top, right, bottom = draw.textbbox((0, 0), tag, font=font)
         pad = line + 1

@@ -23,6 +23,21 @@ PERSISTENT_KEYS = ("cam_method", "cam_target", "cam_layer", "cam_opacity", "data
 PREDICTED = "predicted class"
 
 
+def use_navigation() -> None:
+    """Make sure the app runs through streamlit_app.py's st.navigation, never Streamlit's older pages/ mode.
+
+    With a pages/ folder beside the entry script, Streamlit starts in its v1 multipage mode until the
+    first st.navigation call. A visitor whose first request after a server start is /dataset would get
+    pages/dataset.py alone (no navigation, no page set-up, and every file of pages/ listed as a page).
+    Switching the mode off and rerunning sends that request through streamlit_app.py like any other.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def keep_settings() -> None:
     for key in PERSISTENT_KEYS:
         if key in st.session_state:
@@ -138,10 +153,12 @@ def cam_settings(where=st.sidebar) -> dict:
 
     with where:
         st.header("Explanation")
+        # Defaults live in the session state, not in the widgets: the values are kept across pages.
+        st.session_state.setdefault("cam_method", DEFAULT_METHOD)
+        st.session_state.setdefault("cam_opacity", 0.5)
         method = st.selectbox(
             "Saliency method",
             list(METHODS),
-            index=list(METHODS).index(DEFAULT_METHOD),
             key="cam_method",
             help="How the heat map is computed (pytorch-grad-cam). "
             + " ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()),
@@ -161,7 +178,7 @@ def cam_settings(where=st.sidebar) -> dict:
             key="cam_layer",
             help="Where in the network to look: the last stage (6x6) is the usual choice; earlier stages give finer, less class-specific maps.",
         )
-        opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="cam_opacity")
+        opacity = st.slider("Heat-map opacity", 0.0, 1.0, step=0.05, key="cam_opacity")
         st.caption(METHOD_HELP[method])
     return {"method": method, "target": target, "layer": layer, "opacity": opacity}
 
@@ -284,3 +301,7 @@ def warm_up() -> None:
             grad_cam()
 
     threading.Thread(target=work, name="fer-warm-up", daemon=True).start()
+
+
+if __name__ == "__main__":  # opened as a page (Streamlit's pages/ mode): hand over to the real navigation
+    use_navigation()

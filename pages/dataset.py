@@ -17,7 +17,10 @@ from fer.plots import (
     per_class_bars,
 )
 from fer.report import per_class_rows, split_metrics, splits_with_metrics
+from fer.results import escape_markdown
 from pages import common
+
+common.use_navigation()  # before anything is drawn: see common.use_navigation
 
 ANY = "any"
 PAGE_SIZE = 24
@@ -132,7 +135,7 @@ def balance_section(root) -> None:
 
 
 def filters() -> dict:
-    columns = st.columns([1, 1, 2, 1, 1], vertical_alignment="bottom")
+    columns = st.columns([1, 1, 1.6, 1.1, 1.3], vertical_alignment="bottom")
     true = columns[0].selectbox("True class", [ANY, *CLASSES], key="ds_true")
     predicted = columns[1].selectbox("Predicted class", [ANY, *CLASSES], key="ds_pred")
     verdict = columns[2].selectbox(
@@ -255,7 +258,7 @@ def render() -> None:
     conflicting = sum(1 for f in flags if f.startswith("conflicting"))
     show_headline(metrics, flagged=sum(1 for f in flags if f))
     st.caption(
-        f"{root}{'/' + split if split else ''}: {sum(1 for f in flags if f):,} images are exact pixel duplicates of another image "
+        f"{escape_markdown(str(root / split))}: {sum(1 for f in flags if f):,} images are exact pixel duplicates of another image "
         f"({conflicting:,} of them with conflicting labels)."
     )
     confusion_section(metrics, split)

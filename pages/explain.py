@@ -9,7 +9,10 @@ from fer.plots import faithfulness_bars, probability_bars
 from fer.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown
 from pages import common
 
+common.use_navigation()  # before anything is drawn: see common.use_navigation
+
 RANDOM = "Random map (baseline)"
+TIE = 0.01  # ROAD scores closer than one probability point are a tie
 HELP = """
 **What a saliency map shows.** The colours mark the pixels that most changed the model's score for the
 chosen class: warm means "this region pushed the score up". Different methods ask that question in
@@ -39,6 +42,11 @@ def all_methods(face: np.ndarray, target: int, layer: str, stamp) -> tuple[dict,
         np.repeat(face[None], len(names), axis=0), np.stack([maps[n] for n in names]), [target] * len(names)
     )
     return maps, dict(zip(names, scores, strict=True))
+
+
+def points(change: float) -> str:
+    """A change in probability as signed points ('-83', '+0'), never '-0'."""
+    return f"{round(change * 100):+d}"
 
 
 def choose_face():
@@ -134,7 +142,7 @@ def render() -> None:
 
     with st.spinner("Computing every saliency map and its faithfulness score (Score-CAM takes a few seconds)..."):
         maps, scores = all_methods(np.asarray(face, dtype=np.uint8), target, layer, common.weights_stamp())
-    best = max((m for m in METHODS), key=lambda m: scores[m]["road"])
+    best = max(scores[m]["road"] for m in METHODS)
     st.subheader("Saliency maps")
     names = list(maps)
     per_row = 4
@@ -150,9 +158,10 @@ def render() -> None:
                     help="Higher is more faithful; about 0 is no better than chance.",
                 )
                 st.caption(
-                    f"Removing its top pixels costs {score['drop_most'] * 100:.0f} points of confidence, its bottom pixels {score['drop_least'] * 100:.0f}."
+                    f"Confidence when its top pixels are removed: {points(-score['drop_most'])} points; "
+                    f"its bottom pixels: {points(-score['drop_least'])}."
                 )
-                if name == best:
+                if name in METHODS and score["road"] >= best - TIE:
                     st.badge("most faithful here", icon=":material/verified:", color="green")
                 st.caption(METHOD_HELP.get(name, "A smooth random map: the score to beat."))
     st.subheader("Faithfulness compared")

@@ -21,6 +21,8 @@ from fer.results import (
 )
 from pages import common
 
+common.use_navigation()  # before anything is drawn: see common.use_navigation
+
 SOURCES = ("Upload photos", "Take a photo", "Try a sample photo")
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 MAX_FACE_CARDS = 12  # more faces are still in the table and the downloads
@@ -71,31 +73,30 @@ def face_cards(key: str, result, settings) -> None:
         )
     targets = common.targets_for([f.probs for f in faces], settings["target"])
     maps = common.cams([f.face for f in faces], settings["method"], targets, settings["layer"])
-    per_row = 3
+    per_row = min(3, max(2, len(faces)))
     for start in range(0, len(faces), per_row):
         columns = st.columns(per_row, gap="medium")
-        for column, face, target, cam in zip(
-            columns, faces[start : start + per_row], targets[start:], maps[start:], strict=False
-        ):
+        row = zip(columns, faces[start : start + per_row], targets[start:], maps[start:], strict=False)
+        for column, face, target, cam in row:
             with column, st.container(border=True):
                 st.subheader(face_title(face))
                 if is_uncertain(face):
                     st.badge(UNCERTAIN_TEXT, icon=":material/help:", color="orange")
-                left, right = st.columns([2, 3], vertical_alignment="center")
-                left.image(
+                seen, explained = st.columns(2)
+                seen.image(overlay(face.face, cam, 0.0), caption="what the model saw", width="stretch")
+                explained.image(
                     overlay(face.face, cam, settings["opacity"]),
                     caption=f"{settings['method']} for {CLASSES[target]}",
                     width="stretch",
                 )
-                with right:
-                    st.plotly_chart(
-                        probability_bars(face.probs, height=170),
-                        key=f"probs-{key}-{face.index}",
-                        config={"displayModeBar": False},
-                    )
+                st.plotly_chart(
+                    probability_bars(face.probs, height=170),
+                    key=f"probs-{key}-{face.index}",
+                    config={"displayModeBar": False},
+                )
 
 
-def photo_view(key: str, result, settings) -> None:
+def photo_view(key: str, result, settings, single: bool = True) -> None:
     """One photo in full: the annotated image, notes, downloads, then a card per face."""
     name = escape_markdown(result.file)
     if result.error:
@@ -134,30 +135,32 @@ def photo_view(key: str, result, settings) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
+        if result.faces and single:
+            downloads([result], key)
     if result.faces:
         face_cards(key, result, settings)
 
 
 def downloads(results, key: str) -> None:
-    left, right, _ = st.columns([1, 1, 3])
-    left.download_button(
-        "Download results (CSV)",
-        results_csv(results),
-        file_name="fer-results.csv",
-        mime="text/csv",
-        key=f"csv-{key}",
-        on_click="ignore",
-        icon=":material/table:",
-    )
-    right.download_button(
-        "Download results (JSON)",
-        results_json(results),
-        file_name="fer-results.json",
-        mime="application/json",
-        key=f"json-{key}",
-        on_click="ignore",
-        icon=":material/data_object:",
-    )
+    with st.container(horizontal=True):
+        st.download_button(
+            "Download results (CSV)",
+            results_csv(results),
+            file_name="fer-results.csv",
+            mime="text/csv",
+            key=f"csv-{key}",
+            on_click="ignore",
+            icon=":material/table:",
+        )
+        st.download_button(
+            "Download results (JSON)",
+            results_json(results),
+            file_name="fer-results.json",
+            mime="application/json",
+            key=f"json-{key}",
+            on_click="ignore",
+            icon=":material/data_object:",
+        )
 
 
 def gallery(keyed) -> None:
@@ -202,7 +205,7 @@ def render() -> None:
     photos = photo_inputs()
     if not photos:
         st.info(
-            "Upload one or more photos, take one with your camera, or choose **Try a sample photo** to see the app at work.",
+            "Upload one or more photos, take one with your camera, or pick the sample photo above to see the app at work.",
             icon=":material/add_photo_alternate:",
         )
         return
@@ -216,15 +219,13 @@ def render() -> None:
     if len(keyed) == 1:
         key, result = keyed[0]
         photo_view(key, result, settings)
-        if result.faces:
-            downloads([result], key)
         return
     gallery(keyed)
     names = [f"{i + 1}. {result.file}" for i, (_, result) in enumerate(keyed)]
     chosen = st.selectbox("Photo to inspect", range(len(keyed)), format_func=lambda i: names[i], key="inspect_photo")
     key, result = keyed[chosen if chosen is not None and chosen < len(keyed) else 0]
     st.divider()
-    photo_view(key, result, settings)
+    photo_view(key, result, settings, single=False)
 
 
 common.run(render)

@@ -17,6 +17,8 @@ from fer.report import calibration, headline, per_class_rows, report_html, split
 from fer.results import escape_markdown
 from pages import common
 
+common.use_navigation()  # before anything is drawn: see common.use_navigation
+
 
 def weights_bytes() -> int | None:
     path = Path(DEFAULT_WEIGHTS)
@@ -166,13 +168,12 @@ def render() -> None:
             "Input": (card.get("input") or {}).get("preprocessing"),
             "Best epoch": training.get("best_epoch"),
             "Training time": f"{training['train_time_s'] / 60:.0f} min" if training.get("train_time_s") else None,
-            "Training command": training.get("command"),
-            "Softmax temperature": card.get("temperature"),
+            "Machine": training.get("machine"),
+            "Softmax temperature": f"{float(card['temperature']):.3f}" if card.get("temperature") is not None else None,
         }
-        st.dataframe(
-            [{"detail": k, "value": str(v)} for k, v in rows.items() if v not in (None, "")],
-            hide_index=True,
-        )
+        for label, value in rows.items():
+            if value not in (None, ""):
+                st.markdown(f"**{label}:** {escape_markdown(value)}")
 
 
 common.run(render)
