@@ -74,11 +74,11 @@ def headline(card: dict, weights_bytes: int | None = None) -> list[Headline]:
     return items
 
 
-def calibration(card: dict, split: str | None = None) -> dict | None:
-    """Reliability bins from the card, if it has them: {'bins', 'bins_before', 'ece', 'ece_before', 'split'}.
+def stored_reliability(card: dict, split: str | None = None) -> dict | None:
+    """Reliability bins stored in the card, if any: {'bins', 'bins_before', 'ece', 'split'}.
 
-    Read from card['calibration'] (keys bins_after / bins / reliability, bins_before, ece_after / ece,
-    ece_before, split) or from card['metrics'][split]['reliability'].
+    Read from card['calibration'] (bins_after / bins / reliability, bins_before) or from
+    card['metrics'][split]['reliability']; bins are fer.evaluate.reliability_bins rows.
     """
     found = card.get("calibration")
     if isinstance(found, dict):
@@ -88,21 +88,53 @@ def calibration(card: dict, split: str | None = None) -> dict | None:
                 "bins": bins,
                 "bins_before": found.get("bins_before"),
                 "ece": found.get("ece_after", found.get("ece")),
-                "ece_before": found.get("ece_before"),
                 "split": found.get("split", "validation"),
-                "temperature": found.get("temperature", card.get("temperature")),
             }
     for name in [split] if split else splits_with_metrics(card):
         bins = split_metrics(card, name).get("reliability")
         if isinstance(bins, list) and bins:
-            return {
-                "bins": bins,
-                "bins_before": None,
-                "ece": split_metrics(card, name).get("ece"),
-                "ece_before": None,
-                "split": name,
-            }
+            return {"bins": bins, "bins_before": None, "ece": split_metrics(card, name).get("ece"), "split": name}
     return None
+
+
+def calibration_summary(card: dict) -> str | None:
+    """One sentence on how the probabilities were calibrated, from card['calibration']."""
+    found = card.get("calibration")
+    if not isinstance(found, dict):
+        return None
+    parts = []
+    temperature = found.get("temperature", card.get("temperature"))
+    if temperature is not None:
+        parts.append(f"Temperature scaling (T = {float(temperature):.3f})")
+    if found.get("method"):
+        parts.append(f"{found['method']}")
+    sentence = ": ".join(parts) if parts else "Calibration"
+    if found.get("ece_before") is not None and found.get("ece_after") is not None:
+        sentence += f". Expected calibration error {_pct(found['ece_before'])} before, {_pct(found['ece_after'])} after"
+    return sentence + "."
+
+
+def uncertainty_summary(card: dict) -> list[str]:
+    """How the 'may be another expression' flag works and how well it separates faces, from card['uncertainty']."""
+    found = card.get("uncertainty")
+    if not isinstance(found, dict) or found.get("threshold") is None:
+        return []
+    lines = [
+        f'A face is flagged "may be another expression" when its uncertainty ({found.get("score", "score")}) is at least {float(found["threshold"]):.2f}.'
+    ]
+    if found.get("chosen_to_flag"):
+        lines.append(f"The threshold was chosen to flag {found['chosen_to_flag']}.")
+    if found.get("in_scope_flagged") is not None and found.get("out_of_scope_flagged") is not None:
+        out_n = f" ({_count(found['n_out_of_scope'])} faces)" if found.get("n_out_of_scope") is not None else ""
+        lines.append(
+            f"On validation it flags {_pct(found['in_scope_flagged'])} of faces showing one of the four expressions and "
+            f"{_pct(found['out_of_scope_flagged'])} of faces the crowd saw as another expression{out_n}."
+        )
+    if found.get("auroc_out_of_scope") is not None:
+        lines.append(
+            f"AUROC for telling those apart: {float(found['auroc_out_of_scope']):.2f} (0.5 is chance, 1.0 perfect)."
+        )
+    return lines
 
 
 def per_class_rows(metrics: dict) -> list[dict]:
@@ -136,9 +168,9 @@ def figures(card: dict, split: str | None = None, reliability: dict | None = Non
         )
         if m.get("per_class"):
             out["per_class"] = plots.per_class_bars(m["per_class"])
-    reliability = reliability or calibration(card, split)
-    if reliability:
-        out["reliability"] = plots.reliability_diagram(reliability["bins"], compare=reliability.get("bins_before"))
+    bins = reliability or stored_reliability(card, split)
+    if bins:
+        out["reliability"] = plots.reliability_diagram(bins["bins"], compare=bins.get("bins_before"))
     balance = (card.get("data_card") or {}).get("class_balance")
     if balance:
         out["class_balance"] = plots.class_balance_bars(balance)
@@ -250,19 +282,23 @@ def report_html(
             parts.append(
                 f"<p>On the {_e(other)} split ({_count(m.get('n', 0))} images): accuracy {_pct(m['accuracy'])}, macro F1 {_pct(m.get('macro_f1', 0))}.</p>"
             )
+    summary = calibration_summary(card)
+    if summary or "reliability" in figs:
+        parts.append("<h2>Calibration</h2>")
+        if summary:
+            parts.append(f"<p>{_e(summary)}</p>")
     if "reliability" in figs:
-        rel = reliability or calibration(card, split)
-        parts.append(f"<h2>Calibration ({_e(rel.get('split') or split)} split)</h2>")
+        rel = reliability or stored_reliability(card, split)
+        ece = f" Expected calibration error: {_pct(rel['ece'])}." if rel.get("ece") is not None else ""
         parts.append(
-            "<p>Each bar is the accuracy of the faces predicted with that confidence; a calibrated model's bars "
-            "follow the diagonal, so its percentages can be read as chances.</p>"
+            f"<p>Reliability on the {_e(rel.get('split') or split)} split: each bar is the accuracy of the faces predicted "
+            f"with that confidence; a calibrated model's bars follow the diagonal, so its percentages can be read as "
+            f"chances.{_e(ece)}</p>"
         )
-        if rel.get("ece") is not None:
-            before = (
-                f" (before temperature scaling: {_pct(rel['ece_before'])})" if rel.get("ece_before") is not None else ""
-            )
-            parts.append(f"<p>Expected calibration error: {_pct(rel['ece'])}{_e(before)}.</p>")
         parts.append(figure_html(figs["reliability"]))
+    uncertain = uncertainty_summary(card)
+    if uncertain:
+        parts += ["<h2>When the model is unsure</h2>", *(f"<p>{_e(line)}</p>" for line in uncertain)]
     parts += _model_section(card)
     parts += _data_section(card, figs, figure_html)
     parts.append(

@@ -81,9 +81,10 @@ def faces_table(results: list[PhotoResult]):
             x, y, w, h = face.box.as_list()
             row = {"file": result.file, "face": face.index + 1, "label": face.label, "confidence": face.confidence}
             row.update({name: float(p) for name, p in zip(CLASSES, face.probs, strict=True)})
-            row.update({"uncertain": is_uncertain(face), "x": x, "y": y, "width": w, "height": h})
+            row.update({"uncertain": is_uncertain(face), "uncertainty": getattr(face, "uncertainty", None)})
+            row.update({"x": x, "y": y, "width": w, "height": h})
             rows.append(row)
-    columns = ["file", "face", "label", "confidence", *CLASSES, "uncertain", "x", "y", "width", "height"]
+    columns = ["file", "face", "label", "confidence", *CLASSES, "uncertain", "uncertainty", "x", "y", "width", "height"]
     return pd.DataFrame(rows, columns=columns)
 
 

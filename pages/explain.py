@@ -99,7 +99,8 @@ def choose_face():
 def dataset_face(root):
     splits = common.splits_in(root)
     left, middle, right = st.columns(3)
-    split = left.selectbox("Split", splits, format_func=lambda s: s or "all", key="explain_split")
+    default = splits.index("validation") if "validation" in splits else 0
+    split = left.selectbox("Split", splits, index=default, format_func=lambda s: s or "all", key="explain_split")
     faces = common.load_split(str(root), split)
     name = middle.selectbox("True class", CLASSES, key="explain_class")
     index = np.flatnonzero(faces.labels == CLASSES.index(name))

@@ -13,7 +13,16 @@ from fer.plots import (
     reliability_diagram,
     training_curves,
 )
-from fer.report import calibration, headline, per_class_rows, report_html, split_metrics, splits_with_metrics
+from fer.report import (
+    calibration_summary,
+    headline,
+    per_class_rows,
+    report_html,
+    split_metrics,
+    splits_with_metrics,
+    stored_reliability,
+    uncertainty_summary,
+)
 from fer.results import escape_markdown
 from pages import common
 
@@ -41,7 +50,6 @@ def reliability_from_data(card: dict) -> dict | None:
         "bins": reliability_bins(probs, faces.labels),
         "bins_before": None,
         "ece": expected_calibration_error(probs, faces.labels),
-        "ece_before": None,
         "split": "validation",
     }
 
@@ -66,7 +74,7 @@ def render() -> None:
         f"Weights created {escape_markdown(card.get('created', 'on an unknown date'))}, sha256 `{str(card.get('weights_sha256', ''))[:12]}`."
     )
     size = weights_bytes()
-    reliability = calibration(card)
+    reliability = stored_reliability(card)
     if reliability is None and "validation" in splits_with_metrics(card):
         reliability = reliability_from_data(card)
     st.download_button(
@@ -123,27 +131,28 @@ def render() -> None:
             )
 
     st.header("Calibration")
+    summary = calibration_summary(card)
+    if summary:
+        st.markdown(escape_markdown(summary))
     if reliability:
+        ece = f" Expected calibration error: {reliability['ece']:.1%}." if reliability.get("ece") is not None else ""
         st.markdown(
-            f"Reliability on the {reliability.get('split') or 'validation'} split: each bar is the accuracy of the faces predicted with that "
-            "confidence. Bars on the diagonal mean the percentages can be read as chances."
+            f"Reliability on the {reliability.get('split') or 'validation'} split: each bar is the accuracy of the faces "
+            f"predicted with that confidence. Bars on the diagonal mean the percentages can be read as chances.{ece}"
         )
-        if reliability.get("ece") is not None:
-            before = (
-                f" (before calibration: {reliability['ece_before']:.1%})"
-                if reliability.get("ece_before") is not None
-                else ""
-            )
-            st.caption(f"Expected calibration error: {reliability['ece']:.1%}{before}.")
         st.plotly_chart(
             reliability_diagram(reliability["bins"], compare=reliability.get("bins_before")), key="report-reliability"
         )
     else:
         st.info(
-            "The model card holds no reliability data. Open the Dataset page on the validation split once: the diagram is then "
-            "computed from its predictions.",
+            "The reliability diagram is computed from the validation predictions: open the Dataset page on the "
+            "validation split once, then come back.",
             icon=":material/insights:",
         )
+    uncertain = uncertainty_summary(card)
+    if uncertain:
+        st.header("When the model is unsure")
+        st.markdown(" ".join(escape_markdown(line) for line in uncertain))
 
     data_card = card.get("data_card") or {}
     if data_card:

@@ -134,6 +134,23 @@ def test_an_uploaded_photo_shows_every_face_boxed_with_label_probabilities_and_c
     assert {"Download annotated image (PNG)", "Download results (CSV)", "Download results (JSON)"} <= set(labels)
 
 
+@pytest.fixture(scope="module")
+def uncertain_photo(validation, classifier, predictor):
+    """A photo of one real validation face that the model flags as 'may be another expression'."""
+    probs = classifier.predict_proba(validation.images)
+    for i in np.argsort(probs.max(axis=1))[:60]:
+        photo, _ = make_photo([validation.images[i]], size=(400, 400))
+        result = predictor.predict(encode(photo), name="unsure.jpg")
+        if len(result.faces) == 1 and getattr(result.faces[0], "uncertain", False):
+            return encode(photo)
+    pytest.fail("no detectable face is flagged uncertain among the 60 least confident validation faces")
+
+
+def test_an_uncertain_face_gets_a_badge(no_dataset, uncertain_photo):
+    at = upload(open_app(), ("unsure.jpg", uncertain_photo, "image/jpeg"))
+    assert any("may be another expression" in text for text in texts(at.markdown))
+
+
 def test_cam_settings_change_the_method_and_the_class_explained(no_dataset, photo_with_faces):
     photo, _ = photo_with_faces
     at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
@@ -223,7 +240,31 @@ def test_explain_shows_every_method_with_a_finite_faithfulness_score(no_dataset,
     assert "Faithfulness compared" in texts(at.subheader)
 
 
+def test_explain_a_dataset_face(with_dataset, tiny_validation):
+    faces, probs = tiny_validation
+    at = open_app("pages/explain.py")
+    at.radio(key="explain_source").set_value("A dataset image")
+    rerun(at)
+    at.selectbox(key="explain_class").set_value("surprise")
+    at.number_input(key="explain_number").set_value(2)
+    rerun(at)
+    second_surprise = np.flatnonzero(faces.labels == CLASSES.index("surprise"))[1]
+    assert texts(at.subheader)[0].replace("\\", "") == f"{faces.keys[second_surprise]} (true: surprise)"
+    predicted = CLASSES[int(probs[second_surprise].argmax())]
+    assert any(f"Predicted **{predicted}**" in text for text in texts(at.markdown))
+    assert len([m for m in at.metric if m.label == "ROAD score"]) == 8
+
+
 # -- dataset --------------------------------------------------------------------------------------
+
+
+def test_the_dataset_folder_can_be_set_in_the_page(no_dataset, tiny_dataset):
+    at = open_app("pages/dataset.py")
+    assert "Stored results" in texts(at.header)
+    at.text_input(key="data_dir").input(str(tiny_dataset))
+    rerun(at)
+    assert "Stored results" not in texts(at.header)
+    assert {m.label: m.value for m in at.metric}["Images"] == "100"
 
 
 @pytest.fixture(scope="module")
@@ -294,6 +335,7 @@ def test_report_page_shows_headline_numbers_and_offers_the_html_export(no_datase
     assert [b.label for b in at.download_button] == ["Download the report (HTML)"]
     for heading in ("Intended use and limitations", "Training curves", "Results by class", "Calibration", "Data card"):
         assert heading in texts(at.header)
+    assert ("When the model is unsure" in texts(at.header)) == bool(card.get("uncertainty"))
 
 
 def test_report_page_with_a_minimal_model_card(no_dataset, monkeypatch):

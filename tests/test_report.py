@@ -7,7 +7,16 @@ import pytest
 
 from fer.checkpoint import read_card
 from fer.evaluate import reliability_bins
-from fer.report import calibration, figures, headline, per_class_rows, report_html, splits_with_metrics
+from fer.report import (
+    calibration_summary,
+    figures,
+    headline,
+    per_class_rows,
+    report_html,
+    splits_with_metrics,
+    stored_reliability,
+    uncertainty_summary,
+)
 
 MINIMAL = {"name": "FerNet", "classes": ["happy", "sad", "surprise", "neutral"]}
 
@@ -82,21 +91,48 @@ def test_a_minimal_card_still_gives_a_report():
     assert "<h1>" in out and "Training curves" not in out and "Confusion matrix" not in out
 
 
-def test_calibration_is_read_from_the_card_when_present(card, val_subset, classifier):
-    assert calibration(MINIMAL) is None
+def test_reliability_bins_are_read_from_the_card_when_present(card, val_subset, classifier):
+    assert stored_reliability(MINIMAL) is None
     probs = classifier.predict_proba(val_subset.images)
     bins = reliability_bins(probs, val_subset.labels)
     with_bins = {
         **card,
-        "calibration": {
-            "split": "validation",
-            "ece_before": 0.2,
-            "ece_after": 0.05,
-            "bins_before": bins,
-            "bins_after": bins,
-        },
+        "calibration": {"split": "validation", "ece_before": 0.2, "ece_after": 0.05, "bins_after": bins},
     }
-    found = calibration(with_bins)
-    assert found["bins"] == bins and found["ece"] == 0.05 and found["ece_before"] == 0.2
+    found = stored_reliability(with_bins)
+    assert found["bins"] == bins and found["ece"] == 0.05 and found["split"] == "validation"
     assert "reliability" in figures(with_bins)
     assert "<h2>Calibration" in report_html(with_bins)
+    # Bins computed elsewhere (the app, from the dataset) can be passed in instead.
+    passed = {"bins": bins, "bins_before": None, "ece": 0.03, "split": "validation"}
+    assert "reliability" in figures(MINIMAL, reliability=passed)
+    assert "Expected calibration error: 3.0%" in report_html(MINIMAL, reliability=passed)
+
+
+def test_calibration_and_uncertainty_summaries_say_what_the_card_holds():
+    assert calibration_summary(MINIMAL) is None and uncertainty_summary(MINIMAL) == []
+    card = {
+        **MINIMAL,
+        "calibration": {
+            "method": "fitted on validation halves",
+            "ece_before": 0.044,
+            "ece_after": 0.021,
+            "temperature": 0.81,
+        },
+        "uncertainty": {
+            "score": "1 - max probability",
+            "threshold": 0.46,
+            "auroc_out_of_scope": 0.6,
+            "in_scope_flagged": 0.2,
+            "out_of_scope_flagged": 0.34,
+            "n_out_of_scope": 74,
+        },
+    }
+    summary = calibration_summary(card)
+    assert "T = 0.810" in summary and "4.4% before, 2.1% after" in summary
+    lines = " ".join(uncertainty_summary(card))
+    assert (
+        "0.46" in lines and "20.0% of faces" in lines and "34.0%" in lines and "74 faces" in lines and "0.60" in lines
+    )
+    out = report_html(card)
+    assert "<h2>Calibration</h2>" in out and "When the model is unsure" in out
