@@ -1,6 +1,7 @@
 """The real app in Streamlit's AppTest: every page, with and without a dataset, with real photos."""
 
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -240,6 +241,17 @@ def test_explain_shows_every_method_with_a_finite_faithfulness_score(no_dataset,
     assert "Faithfulness compared" in texts(at.subheader)
 
 
+def test_explain_an_upload_without_a_face_explains_the_whole_image(no_dataset):
+    wall = encode(Image.new("RGB", (320, 240), (120, 140, 160)))
+    at = open_app("pages/explain.py")
+    at.radio(key="explain_source").set_value("Upload a photo")
+    rerun(at)
+    at.file_uploader(key="explain_upload").set_value(("wall.jpg", wall, "image/jpeg"))
+    rerun(at)
+    assert any("whole image is explained as one face" in text for text in texts(at.warning))
+    assert len([m for m in at.metric if m.label == "ROAD score"]) == 8
+
+
 def test_explain_a_dataset_face(with_dataset, tiny_validation):
     faces, probs = tiny_validation
     at = open_app("pages/explain.py")
@@ -286,6 +298,29 @@ def test_dataset_page_scores_the_split_with_the_real_model(with_dataset, tiny_va
     assert metrics["Images"] == f"{len(faces):,}"
     assert metrics["Accuracy"] == f"{expected['accuracy']:.1%}"
     assert images_table(at)["image"].tolist() == faces.keys  # no filter: every image, in order
+
+
+def test_flagged_duplicates_can_be_listed_alone(monkeypatch, tiny_dataset, tmp_path):
+    import shutil
+
+    root = tmp_path / "with-twin"
+    shutil.copytree(tiny_dataset, root)
+    source = sorted((root / "train" / "sad").glob("*.jpg"))[0]
+    shutil.copy(source, root / "validation" / "happy" / "twin.jpg")  # same pixels, another label
+    monkeypatch.setenv("FER_DATA_DIR", str(root))
+    splits = data.load_splits(root)
+    copies = Counter(h for faces in splits.values() for h in faces.pixel_hashes)
+    validation = splits["validation"]
+    expected = [k for k, h in zip(validation.keys, validation.pixel_hashes, strict=True) if copies[h] > 1]
+    assert "validation/happy/twin.jpg" in expected
+    at = open_app("pages/dataset.py")
+    assert {m.label: m.value for m in at.metric}["Flagged images"] == str(len(expected))
+    at.toggle(key="ds_flagged").set_value(True)
+    rerun(at)
+    table = images_table(at)
+    assert table["image"].tolist() == expected
+    flags = dict(zip(table["image"], table["flag"], strict=True))
+    assert flags["validation/happy/twin.jpg"] == "conflicting labels (happy / sad); duplicate of 1 (train)"
 
 
 @pytest.mark.parametrize(("true", "predicted"), [("sad", "neutral"), ("happy", "happy"), ("neutral", "sad")])
