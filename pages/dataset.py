@@ -134,17 +134,24 @@ def balance_section(root) -> None:
     st.plotly_chart(class_balance_bars(balance), key="ds-balance")
 
 
+def first_page() -> None:
+    st.session_state["ds_page"] = 1
+
+
 def filters() -> dict:
     columns = st.columns([1, 1, 1.6, 1.1, 1.3], vertical_alignment="bottom")
-    true = columns[0].selectbox("True class", [ANY, *CLASSES], key="ds_true")
-    predicted = columns[1].selectbox("Predicted class", [ANY, *CLASSES], key="ds_pred")
+    true = columns[0].selectbox("True class", [ANY, *CLASSES], key="ds_true", on_change=first_page)
+    predicted = columns[1].selectbox("Predicted class", [ANY, *CLASSES], key="ds_pred", on_change=first_page)
     verdict = columns[2].selectbox(
         "Verdict",
         browse.VERDICTS,
         key="ds_verdict",
+        on_change=first_page,
         help="Most confident mistakes: wrong, highest confidence first. Least confident: all, lowest confidence first.",
     )
-    flagged = columns[3].toggle("Only flagged", key="ds_flagged", help="Exact duplicates or conflicting labels.")
+    flagged = columns[3].toggle(
+        "Only flagged", key="ds_flagged", on_change=first_page, help="Exact duplicates or conflicting labels."
+    )
     cams = columns[4].toggle(
         "Show Grad-CAM", key="ds_cams", help="Overlay the Grad-CAM map of the predicted class on each image."
     )
