@@ -8,7 +8,6 @@ common.use_navigation()
 st.set_page_config(page_title="Facial emotion recognition", page_icon="🙂", layout="wide")
 common.keep_settings()
 common.configure_torch()
-common.warm_up()
 
 navigation = st.navigation(
     [
@@ -21,3 +20,4 @@ navigation = st.navigation(
 with st.sidebar:
     st.caption("Four expressions: happy, sad, surprise, neutral. A demo, not for decisions about people.")
 navigation.run()
+common.warm_up()  # after the page is drawn, so the first visit is not slowed by it
