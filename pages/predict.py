@@ -41,7 +41,11 @@ def photo_inputs() -> list[tuple[str, bytes]]:
         )
         return [(file.name, file.getvalue()) for file in files or []]
     if source == "Take a photo":
-        shot = st.camera_input("Take a photo", key="camera")
+        shot = st.camera_input(
+            "Camera",
+            key="camera",
+            help="Allow the browser to use your camera, then press the button to take the photo.",
+        )
         return [("camera.jpg", shot.getvalue())] if shot else []
     st.caption(SAMPLE_CREDIT)
     return [(SAMPLE_NAME, common.sample_photo())]
