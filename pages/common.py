@@ -146,12 +146,12 @@ def sample_photo() -> bytes:
     return load()
 
 
-def cam_settings(where=st.sidebar) -> dict:
+def cam_settings() -> dict:
     """The Grad-CAM controls: method, class to explain, layer and opacity (values kept across pages)."""
     from fer.data import CLASSES
     from fer.explain import DEFAULT_METHOD, METHOD_HELP, METHODS
 
-    with where:
+    with st.sidebar:
         st.header("Explanation")
         # Defaults live in the session state, not in the widgets: the values are kept across pages.
         st.session_state.setdefault("cam_method", DEFAULT_METHOD)
