@@ -28,6 +28,10 @@ calls important are removed (filled in from their neighbours) and the model is a
 map loses a lot of confidence when its top pixels go and little when its bottom pixels go. Scores are
 in probability points; the random map shows what "no better than chance" looks like here. Trust the
 maps that clearly beat it.
+
+**Why some maps are identical.** On the last layer, Grad-CAM, HiRes-CAM and XGrad-CAM give the same
+map for this network: it averages that layer over the whole face before its single output layer, so
+their different ways of weighting the gradients coincide. Pick an earlier layer to see them differ.
 """
 
 
