@@ -1,18 +1,28 @@
-"""fer: facial emotion recognition (happy, sad, surprise, neutral) from photos, with explanations."""
+"""fer: facial emotion recognition (happy, sad, surprise, neutral) from photos, with explanations.
 
-from fer.data import CLASSES
-from fer.errors import DataError, FerError, ImageError, WeightsError
-from fer.predict import Classifier, FaceResult, PhotoResult, Predictor, load_classifier
+The public API is imported lazily, so `import fer.data` (or the app's first page) does not pay for
+torch until a model is needed.
+"""
 
-__all__ = [
-    "CLASSES",
-    "Classifier",
-    "DataError",
-    "FaceResult",
-    "FerError",
-    "ImageError",
-    "PhotoResult",
-    "Predictor",
-    "WeightsError",
-    "load_classifier",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "CLASSES": "fer.data",
+    "DataError": "fer.errors",
+    "FerError": "fer.errors",
+    "ImageError": "fer.errors",
+    "WeightsError": "fer.errors",
+    "Classifier": "fer.predict",
+    "FaceResult": "fer.predict",
+    "PhotoResult": "fer.predict",
+    "Predictor": "fer.predict",
+    "load_classifier": "fer.predict",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'fer' has no attribute {name!r}")

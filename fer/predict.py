@@ -70,7 +70,8 @@ class Classifier:
             raise ImageError(f"Faces must be {FACE_SIZE}x{FACE_SIZE} grayscale arrays, got shape {array.shape}.")
         if array.dtype != np.uint8:
             raise ImageError(f"Faces must be uint8 arrays (0-255), got {array.dtype}.")
-        return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(1).float().div_(255)
+        # np.array copies: the caller's array may be read-only (torch warns) and must not be shared.
+        return torch.from_numpy(np.array(array, order="C")).unsqueeze(1).float().div_(255)
 
     @torch.no_grad()
     def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
