@@ -103,8 +103,9 @@ def uncaught_errors(log_text: str) -> list[str]:
     return re.findall(r"Uncaught app execution.*?\n(?:\S.*\n)?(?:(?: .*)?\n)*?(\w+(?:Error|Exception).*)", log_text)
 
 
-def launch(playwright, extra_args=()):
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+def launch(playwright, extra_args=(), env: dict | None = None):
+    """Debian's Chromium, headless, with no network chatter of its own; `env`: its whole environment."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args], env=env)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
