@@ -112,7 +112,9 @@ def served(tmp_path_factory, playwright_instance, data_root, detectable_faces):
 
 
 def test_served_app_leaves_no_file_behind(served):
-    assert served["new"] == [], f"files appeared or changed while the photos were handled: {served['new']}"
+    assert served["new"] == [], (
+        f"files appeared or changed while the photos were handled (or someone edited the checkout meanwhile): {served['new']}"
+    )
     assert mentions(served["new"], served["marker"]) == []
     assert served["marker"] not in served["log"]
 
