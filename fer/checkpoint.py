@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -94,7 +95,9 @@ def read_checkpoint(path: str | os.PathLike, verify: bool | None = None) -> dict
                 f"model card expects {expected[:12]}.... Restore it from the repository or retrain."
             )
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # int8 tensors trigger torch's deprecation notices on load
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file: pickle, zip, runtime errors
         raise WeightsError(f"{path} is not a readable fer checkpoint ({type(error).__name__}: {error}).") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

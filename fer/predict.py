@@ -15,9 +15,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fer import quantize
 from fer.checkpoint import DEFAULT_WEIGHTS, load_model
 from fer.data import CLASSES
-from fer.errors import FerError, ImageError
+from fer.errors import FerError, ImageError, WeightsError
 from fer.faces import MAX_FACES, Box, FaceDetector, LoadedImage, crop_face, load_image
 from fer.model import FerNet
 from fer.preprocess import FACE_SIZE, to_face_array
@@ -35,8 +36,15 @@ def uncertainty_scores(probs: np.ndarray) -> np.ndarray:
     return 1.0 - np.asarray(probs).max(axis=1)
 
 
-def _inference_copy(model: FerNet) -> torch.nn.Module:
-    """A copy with BatchNorm folded into the convolutions, in channels-last layout (~2x faster on CPU)."""
+def _inference_copy(model: FerNet, meta: dict) -> torch.nn.Module:
+    """The fast copy used for predictions: the shipped int8 model where the CPU supports it, else fp32
+    with BatchNorm folded into the convolutions, in channels-last layout."""
+    int8_state = meta.get("int8_state_dict")
+    if int8_state and quantize.available():
+        try:
+            return quantize.from_state_dict(model, int8_state)
+        except (KeyError, RuntimeError, TypeError) as error:
+            raise WeightsError(f"The int8 part of the weights does not match the model: {error}") from error
     from torch.fx.experimental.optimization import fuse
 
     return fuse(model).to(memory_format=torch.channels_last).eval()
@@ -58,7 +66,8 @@ class Classifier:
         # Faces whose uncertainty (1 - top probability) reaches this are flagged "may be another expression".
         self.uncertainty_threshold = float(self.meta.get("uncertainty_threshold", DEFAULT_UNCERTAINTY_THRESHOLD))
         self.tta = tta
-        self._fast = _inference_copy(model)
+        self._fast = _inference_copy(model, self.meta)
+        self.precision = "int8" if self.meta.get("int8_state_dict") and quantize.available() else "fp32"
 
     @staticmethod
     def to_batch(faces) -> torch.Tensor:

@@ -367,13 +367,7 @@ def test_explain_page_upload_gets_a_clear_error(bad_files, group, name):
         "   ",
         "../" * 20,
         "~/\x00bad",
-        pytest.param(
-            "x" * 5000,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="fer.data.find_data_dir lets OSError(ENAMETOOLONG) from Path.is_dir escape (requested: DataError)",
-            ),
-        ),
+        "x" * 5000,
     ],
     ids=["missing", "a-file", "blank", "root", "nul-byte", "very-long"],
 )

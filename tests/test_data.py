@@ -82,3 +82,8 @@ def test_soft_targets_mix_folder_label_and_crowd_votes(data_root, val_subset):
     assert np.allclose(mixed[has_votes], 0.5 * hard[has_votes] + 0.5 * dist[has_votes])
     # The crowd disagrees with the folder on some images (sad vs neutral above all).
     assert (dist.argmax(1) != val_subset.labels).any()
+
+
+def test_unusable_folder_names_give_a_data_error():
+    with pytest.raises(DataError, match="cannot be used"):
+        data.find_data_dir("x" * 5000)
