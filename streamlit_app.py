@@ -5,6 +5,7 @@ import streamlit as st
 from pages import common
 
 common.use_navigation()
+common.keep_uploads_in_memory()  # before any upload arrives: see common.keep_uploads_in_memory
 st.set_page_config(page_title="Facial emotion recognition", page_icon="🙂", layout="wide")
 common.keep_settings()
 common.configure_torch()

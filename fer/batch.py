@@ -3,6 +3,8 @@
     results = predict_batch(predictor, ["a.jpg", "shoot.zip", ("upload.png", data)], progress=callback)
     csv_text = results_to_csv(results)        # or write_csv(results, "out.csv")
 
+This is the one CSV writer of the project (the CLI's `--csv` and the app's download both use it).
+
 Archives are read in memory, member by member, and never extracted to disk, so a member name like
 `../../etc/passwd` is only ever a label. Zip bombs are stopped by the caps below, checked on the
 sizes the archive declares before anything is decompressed and again on the bytes really read.
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from fer.data import CLASSES
 from fer.errors import FerError, ImageError
@@ -41,7 +44,20 @@ _ARCHIVE_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"Rar!", b"7z\
 # Spreadsheet apps run a cell as a formula when it starts with one of these (OWASP "CSV injection");
 # the full-width forms are included because some spreadsheet locales treat them the same way.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-CSV_COLUMNS = ["file", "face", "x", "y", "w", "h", "label", *(f"p_{name}" for name in CLASSES), "error", "notes"]
+CSV_COLUMNS = [
+    "file",
+    "face",
+    "x",
+    "y",
+    "w",
+    "h",
+    "label",
+    *(f"p_{name}" for name in CLASSES),
+    "uncertainty",
+    "uncertain",
+    "error",
+    "notes",
+]
 
 Progress = Callable[[int, int, str], None]  # (files done, files in total, name of the file just done)
 Source = str | os.PathLike | tuple[str, bytes]  # a path, or (name, bytes) for an upload
@@ -61,18 +77,26 @@ def is_archive_name(name: str) -> bool:
 
 
 def predict_batch(
-    predictor: Predictor, sources: Iterable[Source], progress: Progress | None = None, detect: bool = True
-) -> list[PhotoResult]:
+    predictor: Predictor,
+    sources: Iterable[Source],
+    progress: Progress | None = None,
+    detect: bool = True,
+    keep: Callable[[PhotoResult], Any] | None = None,
+) -> list:
     """Predict every photo of `sources`, expanding .zip archives; never raises for a bad file or archive.
 
     Results come in input order (archive members in archive order), one per file, named like
     `shoot.zip/day1/img.jpg` for archive members. `progress(done, total, name)` is called after each.
+    `keep(result)`, when given, is what is kept of each result instead of the result itself, made as
+    soon as the result is: e.g. a copy without the full-size photo, so that a batch of hundreds of
+    photos never holds every decoded photo at once.
     """
     with _ArchiveStack() as archives:
         items = [item for source in sources for item in archives.expand(source)]
         results = []
         for done, item in enumerate(items, start=1):
-            results.append(_predict_item(predictor, item, detect))
+            result = _predict_item(predictor, item, detect)
+            results.append(keep(result) if keep is not None else result)
             if progress is not None:
                 progress(done, len(items), item.name)
     return results
@@ -263,15 +287,29 @@ def safe_csv_cell(value) -> str:
 
 
 def csv_rows(results: Iterable[PhotoResult]) -> Iterator[list[str]]:
-    """One row per face (face numbered from 1, as shown to users); a file without faces gets one row."""
+    """One row per face (face numbered from 1, as shown to users); a file without faces gets one row.
+
+    Every cell goes through `safe_csv_cell`: file names are user text and may start like a formula.
+    """
     for result in results:
         notes = "; ".join(result.notes)
         if not result.faces:
-            yield [safe_csv_cell(v) for v in (result.file, "", "", "", "", "", "", "", "", "", "", result.error, notes)]
+            blanks = [""] * (len(CSV_COLUMNS) - 3)  # every column but file, error and notes
+            yield [safe_csv_cell(v) for v in (result.file, *blanks, result.error, notes)]
             continue
         for face in result.faces:
             probs = [f"{p:.4f}" for p in face.probs]
-            row = [result.file, face.index + 1, *face.box.as_list(), face.label, *probs, result.error, notes]
+            row = [
+                result.file,
+                face.index + 1,
+                *face.box.as_list(),
+                face.label,
+                *probs,
+                f"{face.uncertainty:.4f}",
+                bool(face.uncertain),
+                result.error,
+                notes,
+            ]
             yield [safe_csv_cell(v) for v in row]
 
 

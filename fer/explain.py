@@ -22,6 +22,7 @@ from PIL import Image
 
 from fer.data import CLASSES
 from fer.model import FerNet, ModelConfig
+from fer.plots import score_text
 from fer.predict import Classifier
 
 # Method name -> pytorch-grad-cam class name. All are computed by the package, none by hand.
@@ -166,6 +167,13 @@ class _CalibratedProbability:
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits / self.temperature, dim=-1)[..., self.category]
+
+
+def most_faithful(scores: dict[str, float]) -> list[str]:
+    """The methods with the highest score as shown (fer.plots.score_text): equal numbers on screen, equal verdict."""
+    shown = {name: float(score_text(score)) for name, score in scores.items()}
+    best = max(shown.values(), default=None)
+    return [name for name, value in shown.items() if value == best]
 
 
 def random_map(shape=(48, 48), seed: int = 0) -> np.ndarray:

@@ -23,6 +23,11 @@ def class_color(name: str) -> str:
     return CLASS_COLORS[name]
 
 
+def score_text(value: float) -> str:
+    """A faithfulness score as shown everywhere: signed, two decimals, never '-0.00'."""
+    return f"{round(float(value), 2) + 0.0:+.2f}"  # + 0.0 turns a rounded -0.0 into 0.0
+
+
 def _layout(fig, height: int, title: str | None = None, **extra):
     fig.update_layout(
         template="plotly_white",
@@ -189,24 +194,43 @@ def class_balance_bars(balance: dict, height: int = 320, title: str | None = Non
     return _layout(fig, height, title, barmode="group", legend={"orientation": "h", "y": -0.15})
 
 
-def training_curves(curves: list[dict], height: int = 340):
-    """Loss (train and validation) and validation accuracy per epoch, side by side."""
+VALIDATION_ACCURACY_COLOR = "#D55E00"  # Okabe-Ito vermillion: apart from validation loss's blue and the classes
+
+
+def training_curves(curves: list[dict], height: int = 380):
+    """Loss (train and validation) and validation accuracy per epoch, side by side, each in its own colour."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "validation accuracy"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation accuracy"), horizontal_spacing=0.1)
     epochs = [c.get("epoch", i) for i, c in enumerate(curves)]
-    for key, name, color in (("train_loss", "train loss", MUTED), ("val_loss", "validation loss", ACCENT)):
+    lines = (
+        ("train_loss", "train loss", MUTED, 1),
+        ("val_loss", "validation loss", ACCENT, 1),
+        ("val_accuracy", "validation accuracy", VALIDATION_ACCURACY_COLOR, 2),
+    )
+    for key, name, color, column in lines:
         values = [c.get(key) for c in curves]
         if any(v is not None for v in values):
-            fig.add_scatter(x=epochs, y=values, name=name, mode="lines+markers", line={"color": color}, row=1, col=1)
-    accuracy = [c.get("val_accuracy") for c in curves]
-    if any(v is not None for v in accuracy):
-        fig.add_scatter(
-            x=epochs, y=accuracy, name="validation accuracy", mode="lines+markers", line={"color": ACCENT}, row=1, col=2
-        )
+            fig.add_scatter(
+                x=epochs,
+                y=values,
+                name=name,
+                mode="lines+markers",
+                line={"color": color, "width": 3},
+                row=1,
+                col=column,
+            )
     fig.update_xaxes(title="epoch")
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
-    return _layout(fig, height, None, legend={"orientation": "h", "y": -0.25})
+    fig = _layout(
+        fig,
+        height,
+        None,
+        legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": -0.22, "yanchor": "top", "font": {"size": 15}},
+    )
+    # Room above for the subplot titles, below for the axis titles and the legend.
+    fig.update_layout(margin={"t": 50, "b": 90})
+    return fig
 
 
 def reliability_diagram(
@@ -262,7 +286,7 @@ def faithfulness_bars(scores: dict[str, float], height: int = 300, title: str | 
             y=[k for k, _ in ordered],
             orientation="h",
             marker_color=[MUTED if "random" in k.lower() else ACCENT for k, _ in ordered],
-            text=[f"{v:+.2f}" for _, v in ordered],
+            text=[score_text(v) for _, v in ordered],
             textposition="outside",
             cliponaxis=False,
             hovertemplate="%{y}: %{x:+.3f}<extra></extra>",

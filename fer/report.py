@@ -46,6 +46,50 @@ def _count(n) -> str:
     return f"{int(n):,}"
 
 
+def fer2013_test_rows(card: dict) -> dict | None:
+    """Accuracy on the images that are FER2013's own test rows: {'split', 'n', 'accuracy', 'public', 'private'}.
+
+    The number to compare with published FER2013 models; read from card['metrics'][split]['subsets'].
+    """
+    for split in splits_with_metrics(card):
+        subsets = split_metrics(card, split).get("subsets") or {}
+        rows = subsets.get("fer2013_test_rows") or {}
+        if rows.get("n") and rows.get("accuracy") is not None:
+            return {
+                "split": split,
+                "n": int(rows["n"]),
+                "accuracy": float(rows["accuracy"]),
+                "public": subsets.get("fer2013_public_test"),
+                "private": subsets.get("fer2013_private_test"),
+            }
+    return None
+
+
+# What public FER2013 models score on the same test rows (the project's comparison, for context only).
+PUBLISHED_FER2013_TEST_ROWS = "about 79-81%"
+
+
+def fer2013_sentence(card: dict) -> str | None:
+    rows = fer2013_test_rows(card)
+    if rows is None:
+        return None
+    parts = [
+        f"{_count(rows['n'])} of the {rows['split']} images are FER2013's own test rows: on them the model is "
+        f"{_pct(rows['accuracy'])} accurate"
+    ]
+    detail = [
+        f"{name} test {_pct(found['accuracy'])} of {_count(found['n'])}"
+        for name, found in (("public", rows["public"]), ("private", rows["private"]))
+        if isinstance(found, dict) and found.get("n") and found.get("accuracy") is not None
+    ]
+    if detail:
+        parts.append(f" ({', '.join(detail)})")
+    parts.append(
+        f". This is the number to compare with public FER2013 models, which score {PUBLISHED_FER2013_TEST_ROWS} on these images."
+    )
+    return "".join(parts)
+
+
 def headline(card: dict, weights_bytes: int | None = None) -> list[Headline]:
     """The first numbers a reader needs, each saying which split and how many images it comes from."""
     items = []
@@ -55,13 +99,28 @@ def headline(card: dict, weights_bytes: int | None = None) -> list[Headline]:
         if split == "test" and m.get("n", 0) < 1000:
             size += f" (small: one image is {1 / max(m['n'], 1):.1%})"
         items.append(Headline(f"{split.capitalize()} accuracy", _pct(m["accuracy"]), size))
-        if split == PREFERRED_SPLITS[0] or len(items) == 1:
-            if "macro_f1" in m:
-                items.append(Headline("Macro F1", _pct(m["macro_f1"]), f"{split} split, mean over the 4 classes"))
-            if "ece" in m:
-                items.append(
-                    Headline("Calibration error", _pct(m["ece"]), f"{split} split, ECE over 15 bins (lower is better)")
-                )
+        if (split == PREFERRED_SPLITS[0] or len(items) == 1) and "macro_f1" in m:
+            items.append(Headline("Macro F1", _pct(m["macro_f1"]), f"{split} split, mean over the 4 classes"))
+    rows = fer2013_test_rows(card)
+    if rows is not None:
+        items.append(
+            Headline(
+                "FER2013 test rows",
+                _pct(rows["accuracy"]),
+                f"{_count(rows['n'])} {rows['split']} images; comparable with public FER2013 models ({PUBLISHED_FER2013_TEST_ROWS})",
+            )
+        )
+    # The cross-fitted ECE where there is one: the shipped model's own ECE on validation is in-sample.
+    calibration = card.get("calibration") if isinstance(card.get("calibration"), dict) else {}
+    first = next(iter(splits_with_metrics(card)), None)
+    if calibration.get("ece_after") is not None:
+        ece, where = calibration["ece_after"], "cross-fitted on validation halves"
+    elif first and split_metrics(card, first).get("ece") is not None:
+        ece, where = split_metrics(card, first)["ece"], f"{first} split"
+    else:
+        ece = None
+    if ece is not None:
+        items.append(Headline("Calibration error", _pct(ece), f"ECE, {where} (lower is better)"))
     arch = card.get("architecture") or {}
     if "params" in arch:
         size = f"{arch['params'] / 1e6:.2f} M"
@@ -98,59 +157,186 @@ def stored_reliability(card: dict, split: str | None = None) -> dict | None:
 
 
 def calibration_summary(card: dict) -> str | None:
-    """One sentence on how the probabilities were calibrated, from card['calibration']."""
-    found = card.get("calibration")
-    if not isinstance(found, dict):
-        return None
-    parts = []
+    """One sentence on how the probabilities are calibrated (the numbers are in `calibration_rows`)."""
+    found = card.get("calibration") if isinstance(card.get("calibration"), dict) else {}
     temperature = found.get("temperature", card.get("temperature"))
-    if temperature is not None:
-        parts.append(f"Temperature scaling (T = {float(temperature):.3f})")
-    if found.get("method"):
-        parts.append(f"{found['method']}")
-    sentence = ": ".join(parts) if parts else "Calibration"
+    if not found and temperature is None:
+        return None
+    if temperature is None:
+        return "The probabilities are calibrated so that they can be read as chances."
+    return (
+        f"Temperature scaling: the model's scores are divided by T = {float(temperature):.3f} before the softmax, "
+        "so that its percentages can be read as chances."
+    )
+
+
+def calibration_rows(card: dict) -> list[tuple[str, float, float]]:
+    """Each expected calibration error the card holds: (what was measured, before, after calibration).
+
+    The cross-fitted numbers are the honest ones (the temperature is scored on faces it was not fitted
+    on); the shipped model's own numbers on validation are in-sample.
+    """
+    rows = []
+    found = card.get("calibration") if isinstance(card.get("calibration"), dict) else {}
     if found.get("ece_before") is not None and found.get("ece_after") is not None:
-        sentence += f". Expected calibration error {_pct(found['ece_before'])} before, {_pct(found['ece_after'])} after"
-    return sentence + "."
+        rows.append(
+            (
+                "Cross-fitted (fit on one half of validation, scored on the other)",
+                float(found["ece_before"]),
+                float(found["ece_after"]),
+            )
+        )
+    for split in splits_with_metrics(card):
+        m = split_metrics(card, split)
+        if m.get("ece_uncalibrated") is None or m.get("ece") is None:
+            continue
+        if split == "validation":
+            label = f"In-sample: the shipped model on all of validation ({_count(m.get('n', 0))} images, where T was fitted)"
+        else:
+            label = f"The shipped model on the {split} split ({_count(m.get('n', 0))} images)"
+        rows.append((label, float(m["ece_uncalibrated"]), float(m["ece"])))
+    return rows
+
+
+def calibration_lines(card: dict) -> list[str]:
+    """`calibration_rows` as sentences: 'what: 4.6% before → 2.2% after'."""
+    return [f"{label}: {_pct(before)} before → {_pct(after)} after" for label, before, after in calibration_rows(card)]
+
+
+def reliability_caption(reliability: dict, split: str | None = None) -> str:
+    """What the reliability diagram shows, and which ECE goes with it."""
+    split = reliability.get("split") or split or "validation"
+    in_sample = " (in-sample: the temperature was fitted on these faces)" if split == "validation" else ""
+    ece = (
+        f" Its expected calibration error is {_pct(reliability['ece'])}." if reliability.get("ece") is not None else ""
+    )
+    return (
+        f"Reliability of the shipped model on the {split} split{in_sample}: each bar is the accuracy of the faces "
+        f"predicted with that confidence; bars on the diagonal mean the percentages can be read as chances.{ece}"
+    )
 
 
 def uncertainty_summary(card: dict) -> list[str]:
-    """How the 'may be another expression' flag works and how well it separates faces, from card['uncertainty']."""
+    """How the 'may be another expression' flag works and how to read its study (numbers: `uncertainty_numbers`)."""
     found = card.get("uncertainty")
     if not isinstance(found, dict) or found.get("threshold") is None:
         return []
-    lines = [
-        f'A face is flagged "may be another expression" when its uncertainty ({found.get("score", "score")}) is at least {float(found["threshold"]):.2f}.'
-    ]
+    first = (
+        f'A face is flagged "may be another expression" when its uncertainty ({found.get("score", "score")}) '
+        f"is at least {float(found['threshold']):.2f}"
+    )
     if found.get("chosen_to_flag"):
-        lines.append(f"The threshold was chosen to flag {found['chosen_to_flag']}.")
-    if found.get("in_scope_flagged") is not None and found.get("out_of_scope_flagged") is not None:
-        out_n = f" ({_count(found['n_out_of_scope'])} faces)" if found.get("n_out_of_scope") is not None else ""
+        first += f"; the threshold was chosen to flag {found['chosen_to_flag']}"
+    lines = [first + "."]
+    if found.get("in_scope_flagged") is not None or found.get("auroc_out_of_scope") is not None:
         lines.append(
-            f"On validation it flags {_pct(found['in_scope_flagged'])} of faces showing one of the four expressions and "
-            f"{_pct(found['out_of_scope_flagged'])} of faces the crowd saw as another expression{out_n}."
-        )
-    if found.get("auroc_out_of_scope") is not None:
-        lines.append(
-            f"AUROC for telling those apart: {float(found['auroc_out_of_scope']):.2f} (0.5 is chance, 1.0 perfect)."
+            "In scope: validation faces showing one of the four expressions; out of scope: faces the crowd "
+            "saw as another expression (angry, afraid, disgusted...), which the model can only get wrong. A useful "
+            "flag catches far more of the second than of the first; the AUROC says how well the uncertainty "
+            "tells them apart (0.5 is chance, 1.0 perfect)."
         )
     return lines
 
 
-def per_class_rows(metrics: dict) -> list[dict]:
-    """Precision, recall, F1 and support per class, in class order (for a table)."""
+def uncertainty_numbers(card: dict) -> list[Headline]:
+    """The uncertainty study as headline numbers: threshold, faces flagged in and out of scope, AUROC."""
+    found = card.get("uncertainty")
+    if not isinstance(found, dict) or found.get("threshold") is None:
+        return []
+    items = [Headline("Threshold", f"{float(found['threshold']):.2f}", f"on {found.get('score', 'the uncertainty')}")]
+    if found.get("in_scope_flagged") is not None:
+        n = f", {_count(found['n_in_scope'])} faces" if found.get("n_in_scope") is not None else ""
+        items.append(
+            Headline("Flagged, in scope", _pct(found["in_scope_flagged"]), f"faces showing one of the 4 expressions{n}")
+        )
+    if found.get("out_of_scope_flagged") is not None:
+        n = f", {_count(found['n_out_of_scope'])} faces" if found.get("n_out_of_scope") is not None else ""
+        items.append(
+            Headline(
+                "Flagged, out of scope",
+                _pct(found["out_of_scope_flagged"]),
+                f"faces the crowd saw as another expression{n}",
+            )
+        )
+    if found.get("auroc_out_of_scope") is not None:
+        items.append(
+            Headline(
+                "AUROC", f"{float(found['auroc_out_of_scope']):.2f}", "telling the two apart (0.5 chance, 1.0 perfect)"
+            )
+        )
+    return items
+
+
+def confusion_pair(metrics: dict, first: str = "sad", second: str = "neutral") -> str | None:
+    """How often two classes are taken for each other, in words (from the split's confusion matrix)."""
+    classes = list(metrics.get("classes") or CLASSES)
+    matrix = metrics.get("confusion_matrix")
+    if not matrix or first not in classes or second not in classes:
+        return None
+    counts = [[int(v) for v in row] for row in matrix]
+    a, b = classes.index(first), classes.index(second)
+    pairs = {(i, j): counts[i][j] + counts[j][i] for i in range(len(classes)) for j in range(i + 1, len(classes))}
+    most = max(pairs, key=pairs.get) == (min(a, b), max(a, b))
+    parts = []
+    for true, called in ((a, b), (b, a)):
+        total = sum(counts[true])
+        share = f" ({counts[true][called] / total:.1%})" if total else ""
+        parts.append(
+            f"{_count(counts[true][called])} of the {_count(total)} {classes[true]} faces{share} are called {classes[called]}"
+        )
+    lead = f"{first.capitalize()} and {second}" + (", the two classes most often taken for each other" if most else "")
+    return f"{lead}: {parts[0]}, and {parts[1]}."
+
+
+def _recipe_text(recipe: dict) -> str:
+    # Settings only: no server paths (the run folder, the data folder) in a report that is handed around.
+    return ", ".join(
+        f"{k}={v}" for k, v in recipe.items() if v is not None and not (isinstance(v, str) and v.startswith("/"))
+    )
+
+
+def model_details(card: dict) -> list[tuple[str, str]]:
+    """(label, value) rows on the network, how it runs and how it was trained, for the page and the HTML."""
+    arch, training = card.get("architecture") or {}, card.get("training") or {}
+    inference = card.get("inference") or {}
+    rows = [
+        ("Architecture", arch.get("description")),
+        ("Parameters", _count(arch["params"]) if arch.get("params") else None),
+        ("Multiply-adds per face", _count(arch["macs_per_face"]) if arch.get("macs_per_face") else None),
+        ("Input", (card.get("input") or {}).get("preprocessing")),
+        ("Inference precision", inference.get("precision")),
+        ("Int8 calibration", inference.get("int8_calibration")),
+        ("Softmax temperature", f"{float(card['temperature']):.3f}" if card.get("temperature") is not None else None),
+        ("Best epoch", training.get("best_epoch")),
+        ("Training time", f"{float(training['train_time_s']) / 60:.0f} min" if training.get("train_time_s") else None),
+        ("Machine", training.get("machine")),
+        ("Recipe", _recipe_text(training["recipe"]) if isinstance(training.get("recipe"), dict) else None),
+    ]
+    return [(label, str(value)) for label, value in rows if value not in (None, "")]
+
+
+def per_class_rows(metrics: dict, in_percent: bool = False) -> list[dict]:
+    """Precision, recall, F1 and support per class, in class order (for a table).
+
+    `in_percent`: the three scores in percent (85.2 for 85.2%), for tables shown with PERCENT_FORMAT.
+    """
     per_class = metrics.get("per_class") or {}
+    scale = 100.0 if in_percent else 1.0
     return [
         {
             "class": name,
-            "precision": float(per_class[name]["precision"]),
-            "recall": float(per_class[name]["recall"]),
-            "F1": float(per_class[name]["f1"]),
+            "precision": float(per_class[name]["precision"]) * scale,
+            "recall": float(per_class[name]["recall"]) * scale,
+            "F1": float(per_class[name]["f1"]) * scale,
             "images": int(per_class[name]["support"]),
         }
         for name in CLASSES
         if name in per_class
     ]
+
+
+# Percentages in the app's per-class tables: one decimal, as everywhere in the report (printf style).
+PERCENT_FORMAT = "%.1f%%"
 
 
 def figures(card: dict, split: str | None = None, reliability: dict | None = None) -> dict:
@@ -248,15 +434,10 @@ def report_html(
         f"<p class='sub'>Classes: {_e(', '.join(card.get('classes', CLASSES)))} &middot; weights created {_e(card.get('created', 'unknown'))}"
         f" &middot; sha256 {_e(str(card.get('weights_sha256', ''))[:12])}&hellip; &middot; report made {_e(date.today().isoformat())}</p>",
     ]
-    cards = headline(card, weights_bytes)
-    if cards:
-        parts.append("<div class='cards'>")
-        for item in cards:
-            parts.append(
-                f"<div class='card'><div class='label'>{_e(item.label)}</div><div class='value'>{_e(item.value)}</div>"
-                f"<div class='detail'>{_e(item.detail)}</div></div>"
-            )
-        parts.append("</div>")
+    parts += _cards(headline(card, weights_bytes))
+    comparable = fer2013_sentence(card)
+    if comparable:
+        parts.append(f"<p>{_e(comparable)}</p>")
     if card.get("intended_use"):
         parts += ["<h2>Intended use</h2>", f"<p>{_e(card['intended_use'])}</p>"]
     if card.get("limitations"):
@@ -265,6 +446,7 @@ def report_html(
         parts += ["<h2>Training curves</h2>", figure_html(figs["curves"])]
     split = next(iter(splits_with_metrics(card)), None)
     if split:
+        metrics = split_metrics(card, split)
         parts += [
             f"<h2>Confusion matrix ({_e(split)} split)</h2>",
             "<p>Rows: the true class; columns: what the model predicted.</p>",
@@ -272,8 +454,11 @@ def report_html(
         parts.append(
             f"<div class='row'><div>{figure_html(figs['confusion'])}</div><div>{figure_html(figs['confusion_normalised'])}</div></div>"
         )
+        pair = confusion_pair(metrics)
+        if pair:
+            parts.append(f"<p>{_e(pair)}</p>")
         parts.append(f"<h2>Per-class metrics ({_e(split)} split)</h2>")
-        parts.append(_table(per_class_rows(split_metrics(card, split)), percent={"precision", "recall", "F1"}))
+        parts.append(_table(per_class_rows(metrics), percent={"precision", "recall", "F1"}))
         if "per_class" in figs:
             parts.append(figure_html(figs["per_class"]))
         others = [s for s in splits_with_metrics(card) if s != split]
@@ -282,23 +467,25 @@ def report_html(
             parts.append(
                 f"<p>On the {_e(other)} split ({_count(m.get('n', 0))} images): accuracy {_pct(m['accuracy'])}, macro F1 {_pct(m.get('macro_f1', 0))}.</p>"
             )
-    summary = calibration_summary(card)
-    if summary or "reliability" in figs:
+    summary, lines = calibration_summary(card), calibration_lines(card)
+    if summary or lines or "reliability" in figs:
         parts.append("<h2>Calibration</h2>")
         if summary:
             parts.append(f"<p>{_e(summary)}</p>")
+        if lines:
+            parts += [
+                "<p>Expected calibration error (ECE, 15 bins; lower is better):</p><ul>",
+                *(f"<li>{_e(line)}</li>" for line in lines),
+                "</ul>",
+            ]
     if "reliability" in figs:
         rel = reliability or stored_reliability(card, split)
-        ece = f" Expected calibration error: {_pct(rel['ece'])}." if rel.get("ece") is not None else ""
-        parts.append(
-            f"<p>Reliability on the {_e(rel.get('split') or split)} split: each bar is the accuracy of the faces predicted "
-            f"with that confidence; a calibrated model's bars follow the diagonal, so its percentages can be read as "
-            f"chances.{_e(ece)}</p>"
-        )
+        parts.append(f"<p>{_e(reliability_caption(rel, split))}</p>")
         parts.append(figure_html(figs["reliability"]))
     uncertain = uncertainty_summary(card)
     if uncertain:
-        parts += ["<h2>When the model is unsure</h2>", *(f"<p>{_e(line)}</p>" for line in uncertain)]
+        parts += ["<h2>When the model is unsure</h2>", *_cards(uncertainty_numbers(card))]
+        parts += [f"<p>{_e(line)}</p>" for line in uncertain]
     parts += _model_section(card)
     parts += _data_section(card, figs, figure_html)
     parts.append(
@@ -309,30 +496,22 @@ def report_html(
     return "\n".join(parts)
 
 
+def _cards(items: list[Headline]) -> list[str]:
+    if not items:
+        return []
+    return [
+        "<div class='cards'>",
+        *(
+            f"<div class='card'><div class='label'>{_e(item.label)}</div><div class='value'>{_e(item.value)}</div>"
+            f"<div class='detail'>{_e(item.detail)}</div></div>"
+            for item in items
+        ),
+        "</div>",
+    ]
+
+
 def _model_section(card: dict) -> list[str]:
-    arch, training = card.get("architecture") or {}, card.get("training") or {}
-    rows = []
-    if arch.get("description"):
-        rows.append(("Architecture", arch["description"]))
-    if arch.get("params"):
-        rows.append(("Parameters", _count(arch["params"])))
-    if arch.get("macs_per_face"):
-        rows.append(("Multiply-adds per face", _count(arch["macs_per_face"])))
-    inputs = card.get("input") or {}
-    if inputs.get("preprocessing"):
-        rows.append(("Input", inputs["preprocessing"]))
-    for key, label in (
-        ("best_epoch", "Best epoch"),
-        ("train_time_s", "Training time (s)"),
-        ("machine", "Machine"),
-        ("command", "Command"),
-        ("recipe", "Recipe"),
-    ):
-        if training.get(key) not in (None, ""):
-            value = training[key]
-            rows.append((label, ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value))
-    if card.get("temperature") is not None:
-        rows.append(("Softmax temperature", f"{float(card['temperature']):.3f}"))
+    rows = model_details(card)
     if not rows:
         return []
     body = "".join(f"<tr><td>{_e(k)}</td><td style='text-align:left'>{_e(v)}</td></tr>" for k, v in rows)

@@ -1,10 +1,12 @@
-"""Prediction results as people take them away: the annotated photo, one table of all faces, CSV/JSON.
+"""Prediction results as people see them and take them away: faces in reading order, the annotated photo, tables.
 
-    picture = annotate(result)                # the photo with every face boxed, numbered and labelled
-    table = faces_table(results)              # one row per face of every photo
-    results_csv(results), results_json(results), png_bytes(picture)
+    ordered = in_reading_order(result)        # faces numbered 1, 2, 3 across the photo, then down
+    shown = for_display(result)               # that, plus the annotated photo as JPEG (the full photo dropped)
+    table = faces_table(results)              # one row per face of every photo, for the screen
+    results_json(results), png_bytes(annotate(result))
+    fer.batch.results_to_csv(results)         # the CSV download (formula-safe; one writer for app and CLI)
 
-Used by the app's Predict page; nothing here keeps a photo anywhere but in memory.
+Used by the app's Predict and Explain pages; nothing here keeps a photo anywhere but in memory.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from dataclasses import dataclass, replace
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -22,6 +25,9 @@ from fer.predict import FaceResult, PhotoResult
 SAMPLE_NAME = "astronaut.png"
 SAMPLE_CREDIT = "Sample photo: astronaut Eileen Collins (NASA, public domain), bundled with scikit-image."
 UNCERTAIN_TEXT = "may be another expression"
+DISPLAY_SIDE = 1600  # the annotated photo on screen and in the PNG download
+THUMBNAIL_SIDE = 480  # a photo in a gallery of several
+JPEG_QUALITY = 92
 
 
 def sample_photo() -> bytes:
@@ -37,18 +43,71 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg_bytes(image: Image.Image) -> bytes:
+    # 4:4:4 (no chroma subsampling) keeps the thin class-coloured box lines true to their colour.
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    return buffer.getvalue()
+
+
+def jpeg_to_png(data: bytes) -> bytes:
+    """The PNG download of a stored JPEG picture (made only when someone asks for it)."""
+    return png_bytes(Image.open(io.BytesIO(data)))
+
+
 def is_uncertain(face: FaceResult) -> bool:
-    """The classifier's own flag, where it has one, that the face may show an expression it does not know."""
-    return bool(getattr(face, "uncertain", False))
+    """The classifier's own flag that the face may show an expression it does not know."""
+    return bool(face.uncertain)
 
 
 def face_title(face: FaceResult) -> str:
     return f"Face {face.index + 1}: {face.label} ({face.confidence:.0%})"
 
 
-def annotate(result: PhotoResult, max_side: int = 1600) -> Image.Image:
-    """The photo (shrunk to `max_side`) with each face boxed in its class colour and tagged '#n label'."""
+def in_reading_order(result: PhotoResult) -> PhotoResult:
+    """A copy of `result` whose faces are numbered as people read the photo: rows top to bottom, left to right.
+
+    fer numbers faces largest first (the order in which the face cap keeps them); on screen and in the
+    downloads they should read 1, 2, 3 across the photo. A face belongs to the row above when its
+    centre lies above the bottom of that row's first face. The result from fer is left unchanged.
+    """
+    rows: list[list[FaceResult]] = []
+    for face in sorted(result.faces, key=lambda f: (f.box.y + f.box.h / 2, f.box.x)):
+        centre = face.box.y + face.box.h / 2
+        if rows and centre <= rows[-1][0].box.y + rows[-1][0].box.h:
+            rows[-1].append(face)
+        else:
+            rows.append([face])
+    ordered = [face for row in rows for face in sorted(row, key=lambda f: f.box.x)]
+    return replace(result, faces=[replace(face, index=i) for i, face in enumerate(ordered)])
+
+
+@dataclass
+class ShownPhoto:
+    """A photo as the app shows it: faces in reading order, and the annotated picture instead of the photo.
+
+    The full-size photo is not kept (a zip of hundreds of photos would not fit in memory): the annotated
+    picture, at most DISPLAY_SIDE pixels a side, and a gallery thumbnail are kept as JPEG bytes.
+    """
+
+    result: PhotoResult  # faces in reading order and numbered so; its `image` is None
+    picture: bytes | None  # None when the file could not be read
+    thumbnail: bytes | None
+
+
+def for_display(result: PhotoResult) -> ShownPhoto:
+    ordered = in_reading_order(result)
+    if ordered.image is None:
+        return ShownPhoto(ordered, None, None)
+    picture = jpeg_bytes(annotate(ordered, DISPLAY_SIDE))
+    thumbnail = jpeg_bytes(annotate(ordered, THUMBNAIL_SIDE))
+    return ShownPhoto(replace(ordered, image=None), picture, thumbnail)
+
+
+def annotate(result: PhotoResult, max_side: int = DISPLAY_SIDE) -> Image.Image:
+    """The photo (shrunk to `max_side`) with each face boxed in its class colour and tagged 'n label'."""
     image = result.image.copy() if result.image is not None else Image.new("RGB", (480, 360), "white")
+    image = image.convert("RGB")
     scale = min(1.0, max_side / max(image.size))
     if scale < 1:
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
@@ -71,8 +130,23 @@ def annotate(result: PhotoResult, max_side: int = 1600) -> Image.Image:
     return image
 
 
+FACES_TABLE_COLUMNS = [
+    "file",
+    "face",
+    "label",
+    "confidence",
+    *CLASSES,
+    "uncertain",
+    "uncertainty",
+    "x",
+    "y",
+    "width",
+    "height",
+]
+
+
 def faces_table(results: list[PhotoResult]):
-    """A pandas DataFrame with one row per face: file, face number, label, confidence, probabilities, box."""
+    """A pandas DataFrame with one row per face (for the screen): file, face number, label, probabilities, box."""
     import pandas as pd
 
     rows = []
@@ -81,25 +155,21 @@ def faces_table(results: list[PhotoResult]):
             x, y, w, h = face.box.as_list()
             row = {"file": result.file, "face": face.index + 1, "label": face.label, "confidence": face.confidence}
             row.update({name: float(p) for name, p in zip(CLASSES, face.probs, strict=True)})
-            row.update({"uncertain": is_uncertain(face), "uncertainty": getattr(face, "uncertainty", None)})
+            row.update({"uncertain": is_uncertain(face), "uncertainty": float(face.uncertainty)})
             row.update({"x": x, "y": y, "width": w, "height": h})
             rows.append(row)
-    columns = ["file", "face", "label", "confidence", *CLASSES, "uncertain", "uncertainty", "x", "y", "width", "height"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def results_csv(results: list[PhotoResult]) -> str:
-    return faces_table(results).to_csv(index=False, float_format="%.4f")
+    return pd.DataFrame(rows, columns=FACES_TABLE_COLUMNS)
 
 
 def results_json(results: list[PhotoResult]) -> str:
-    """Every photo with its faces (box, label, probabilities), error and notes, as in `python -m fer predict --json`."""
+    """Every photo with its faces (number, box, label, probabilities, uncertainty), error and notes."""
     photos = []
     for result in results:
         photo = result.to_dict()
         for face, entry in zip(result.faces, photo["faces"], strict=True):
-            entry.setdefault("face", face.index + 1)
-            entry.setdefault("uncertain", is_uncertain(face))
+            entry["face"] = face.index + 1
+            entry["uncertainty"] = round(float(face.uncertainty), 4)
+            entry["uncertain"] = is_uncertain(face)
         photos.append(photo)
     return json.dumps(photos, indent=2)
 

@@ -21,6 +21,23 @@ from fer.errors import DataError, FerError
 # Widget values that must survive a visit to another page (Streamlit forgets widgets it does not draw).
 PERSISTENT_KEYS = ("cam_method", "cam_target", "cam_layer", "cam_opacity", "data_dir", "ds_split")
 PREDICTED = "predicted class"
+# Visitors may type a dataset folder on the Dataset page only where the operator allows it: otherwise
+# anyone reaching a deployed app could point the server at any folder it can read.
+ALLOW_DATA_DIR_SETTING = "FER_ALLOW_DATA_DIR_SETTING"
+# Above server.maxUploadSize (50 MB, .streamlit/config.toml) plus the multipart framing.
+UPLOAD_SPOOL_BYTES = 51 * 2**20
+
+
+def keep_uploads_in_memory() -> None:
+    """Make the web server keep every upload in memory, never in a temp file.
+
+    Streamlit's server parses uploads with Starlette, which spools a file over 1 MB to a temporary
+    file on disk (MultiPartParser.spool_max_size): a user's photo would touch the disk. With the
+    spool limit above the largest upload the server accepts, every upload stays in memory.
+    """
+    from starlette.formparsers import MultiPartParser
+
+    MultiPartParser.spool_max_size = UPLOAD_SPOOL_BYTES
 
 
 def use_navigation() -> None:
@@ -129,6 +146,18 @@ def predict_photo(data: bytes, name: str, detect: bool = True):
     return _predict(data, name, detect, weights_stamp())
 
 
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
+def _photo_for_display(data: bytes, name: str, detect: bool, stamp):
+    from fer.results import for_display
+
+    return for_display(_predict(data, name, detect, stamp))
+
+
+def photo_for_display(data: bytes, name: str, detect: bool = True):
+    """The photo's result as the Predict page shows it (fer.results.ShownPhoto), cached like `predict_photo`."""
+    return _photo_for_display(data, name, detect, weights_stamp())
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def _cams(faces: np.ndarray, method: str, targets: tuple, layer: str, stamp) -> np.ndarray:
     return _explainer(stamp).cams(faces, method, list(targets), layer)
@@ -196,11 +225,20 @@ def targets_for(probs: np.ndarray, target: str) -> list[int]:
 # -- dataset ----------------------------------------------------------------------------------------
 
 
+def data_dir_setting_allowed() -> bool:
+    return os.environ.get(ALLOW_DATA_DIR_SETTING) == "1"
+
+
 def data_root() -> tuple[Path | None, str | None]:
-    """The dataset folder (the page's setting, else FER_DATA_DIR, else ../shared/data/...) or why there is none."""
+    """The dataset folder (the page's setting where allowed, else FER_DATA_DIR, else ../shared/data/...) or why there is none.
+
+    The reason may name server paths: pages show it only in the "Dataset location" expander.
+    """
     from fer.data import find_data_dir
 
-    setting = (st.session_state.get("data_dir") or "").strip() or None
+    setting = None
+    if data_dir_setting_allowed():
+        setting = (st.session_state.get("data_dir") or "").strip() or None
     try:
         root = find_data_dir(setting)
     except DataError as error:
@@ -292,6 +330,11 @@ def warm_up() -> None:
     if getattr(warm_up, "started", False) or os.environ.get("FER_NO_WARMUP"):
         return
     warm_up.started = True
+    # pytorch-grad-cam pulls in pandas and plotly too: imported here first, in the script thread, so that
+    # a page importing them while the warm-up runs cannot meet a half-initialised module (a fresh server
+    # once failed with "partially initialized module 'pandas'").
+    import pandas  # noqa: F401
+    import plotly.graph_objects  # noqa: F401
 
     def work():
         from fer.explain import grad_cam  # the same locked import the pages use: no two threads race on it

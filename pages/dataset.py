@@ -16,7 +16,7 @@ from fer.plots import (
     confusion_heatmap,
     per_class_bars,
 )
-from fer.report import per_class_rows, split_metrics, splits_with_metrics
+from fer.report import PERCENT_FORMAT, per_class_rows, split_metrics, splits_with_metrics
 from fer.results import escape_markdown
 from pages import common
 
@@ -29,7 +29,21 @@ VIEWS = ("Counts", "Share of true class")
 
 
 def dataset_setting(problem: str | None) -> None:
+    """Where the images come from; the only place that shows server paths, and the folder field where allowed."""
     with st.expander("Dataset location", expanded=problem is not None, icon=":material/folder_open:"):
+        if problem:
+            st.markdown(escape_markdown(problem))
+        st.caption(
+            "The dataset comes from `FER_DATA_DIR`, set where the server starts: "
+            "`FER_DATA_DIR=/path/to/Facial_emotion_images streamlit run streamlit_app.py` "
+            "(without it, ../shared/data/Facial_emotion_images beside the app)."
+        )
+        if not common.data_dir_setting_allowed():
+            st.caption(
+                f"To choose the folder on this page instead, start the server with `{common.ALLOW_DATA_DIR_SETTING}=1` "
+                "as well (only where you trust everyone who can open the app: they could point it at any folder)."
+            )
+            return
         st.text_input(
             "Dataset folder",
             key="data_dir",
@@ -38,15 +52,16 @@ def dataset_setting(problem: str | None) -> None:
             "(or just the four class folders). Empty: FER_DATA_DIR, else ../shared/data/Facial_emotion_images.",
         )
         st.caption(
-            "To set it for everyone, start the app with `FER_DATA_DIR=/path/to/Facial_emotion_images streamlit run streamlit_app.py`."
+            f"This field is shown because the server was started with `{common.ALLOW_DATA_DIR_SETTING}=1`: anyone "
+            "using this app can point it at any folder the server can read. Leave that variable unset on a shared server."
         )
 
 
-def without_dataset(problem: str) -> None:
+def without_dataset() -> None:
     """No images: show what the model card stored for the shipped weights, and how to add a dataset."""
     st.info(
-        f"No dataset found, so the images cannot be browsed. {problem} "
-        "Set **FER_DATA_DIR** before starting the app, or type the folder under **Dataset location** above. "
+        "No dataset found, so the images cannot be browsed. The server reads it from the folder in **FER_DATA_DIR**, "
+        "set where the app is started (see **Dataset location** above). "
         "Meanwhile, here are the results stored in the model card for the shipped weights.",
         icon=":material/folder_off:",
     )
@@ -115,10 +130,10 @@ def confusion_section(metrics: dict, split: str) -> None:
         st.subheader("Per-class precision, recall and F1")
         st.plotly_chart(per_class_bars(metrics["per_class"], height=300), key="ds-per-class")
         st.dataframe(
-            per_class_rows(metrics),
+            per_class_rows(metrics, in_percent=True),
             hide_index=True,
             column_config={
-                k: st.column_config.NumberColumn(k, format="percent") for k in ("precision", "recall", "F1")
+                k: st.column_config.NumberColumn(k, format=PERCENT_FORMAT) for k in ("precision", "recall", "F1")
             },
         )
 
@@ -250,7 +265,7 @@ def render() -> None:
     root, problem = common.data_root()
     dataset_setting(problem)
     if root is None:
-        without_dataset(problem)
+        without_dataset()
         return
     splits = common.splits_in(root)
     default = splits.index("validation") if "validation" in splits else 0
@@ -264,8 +279,10 @@ def render() -> None:
     metrics = compute_metrics(faces.labels, probs)
     conflicting = sum(1 for f in flags if f.startswith("conflicting"))
     show_headline(metrics, flagged=sum(1 for f in flags if f))
+    # The folder's name only: the server's full path is for the Dataset location expander.
+    folder = f"{root.name}/{split}" if split else root.name
     st.caption(
-        f"{escape_markdown(str(root / split))}: {sum(1 for f in flags if f):,} images are exact pixel duplicates of another image "
+        f"{escape_markdown(folder)}: {sum(1 for f in flags if f):,} images are exact pixel duplicates of another image "
         f"({conflicting:,} of them with conflicting labels)."
     )
     confusion_section(metrics, split)

@@ -4,15 +4,15 @@ import numpy as np
 import streamlit as st
 
 from fer.data import CLASSES
-from fer.explain import METHOD_HELP, METHODS, overlay, random_map
-from fer.plots import faithfulness_bars, probability_bars
-from fer.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown
+from fer.explain import METHOD_HELP, METHODS, most_faithful, overlay, random_map
+from fer.faces import MAX_FILE_BYTES
+from fer.plots import faithfulness_bars, probability_bars, score_text
+from fer.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown, in_reading_order
 from pages import common
 
 common.use_navigation()  # before anything is drawn: see common.use_navigation
 
 RANDOM = "Random map (baseline)"
-TIE = 0.01  # ROAD scores closer than one probability point are a tie
 HELP = """
 **What a saliency map shows.** The colours mark the pixels that most changed the model's score for the
 chosen class: warm means "this region pushed the score up". Different methods ask that question in
@@ -70,8 +70,11 @@ def choose_face():
     if source == "A dataset image":
         return dataset_face(root)
     if source == "Upload a photo":
+        # No `type=` list: another kind of file reaches fer, which says what is wrong with it.
         file = st.file_uploader(
-            "Upload a photo with a face", type=["jpg", "jpeg", "png", "webp", "bmp", "gif"], key="explain_upload"
+            "Upload a photo with a face",
+            key="explain_upload",
+            help=f"A JPEG, PNG, WebP, BMP or GIF photo up to {MAX_FILE_BYTES // 2**20} MB.",
         )
         if file is None:
             return None
@@ -79,7 +82,7 @@ def choose_face():
     else:
         st.caption(SAMPLE_CREDIT)
         name, data = SAMPLE_NAME, common.sample_photo()
-    result = common.predict_photo(data, name)
+    result = in_reading_order(common.predict_photo(data, name))  # faces numbered as on the Predict page
     if result.error:
         st.error(escape_markdown(result.error), icon=":material/broken_image:")
         return None
@@ -87,7 +90,7 @@ def choose_face():
         st.warning(
             "No face found in this photo: the whole image is explained as one face.", icon=":material/search_off:"
         )
-        result = common.predict_photo(data, name, detect=False)
+        result = in_reading_order(common.predict_photo(data, name, detect=False))
     face = result.faces[0]
     if len(result.faces) > 1:
         index = st.selectbox(
@@ -147,7 +150,8 @@ def render() -> None:
 
     with st.spinner("Computing every saliency map and its faithfulness score (Score-CAM takes a few seconds)..."):
         maps, scores = all_methods(np.asarray(face, dtype=np.uint8), target, layer, common.weights_stamp())
-    best = max(scores[m]["road"] for m in METHODS)
+    # Decided on the rounded scores people see: methods showing the same number get the same badge.
+    best = most_faithful({m: scores[m]["road"] for m in METHODS})
     st.subheader("Saliency maps")
     names = list(maps)
     per_row = 4
@@ -159,14 +163,14 @@ def render() -> None:
                 st.image(overlay(face, maps[name], opacity), width="stretch")
                 st.metric(
                     "ROAD score",
-                    f"{score['road']:+.2f}",
+                    score_text(score["road"]),
                     help="Higher is more faithful; about 0 is no better than chance.",
                 )
                 st.caption(
                     f"Confidence when its top pixels are removed: {points(-score['drop_most'])} points; "
                     f"its bottom pixels: {points(-score['drop_least'])}."
                 )
-                if name in METHODS and score["road"] >= best - TIE:
+                if name in best:
                     st.badge("most faithful here", icon=":material/verified:", color="green")
                 st.caption(METHOD_HELP.get(name, "A smooth random map: the score to beat."))
     st.subheader("Faithfulness compared")

@@ -1,7 +1,15 @@
-"""Predict (home): photos in, every face boxed with its emotion, probabilities and saliency map."""
+"""Predict (home): photos in, every face boxed with its emotion, probabilities and saliency map.
+
+Every upload, one photo or many or .zip archives of photos, goes through fer.batch with a progress
+bar; several photos give a gallery, one table of every face and one CSV. All of it stays in memory.
+"""
+
+from functools import partial
+from typing import NamedTuple
 
 import streamlit as st
 
+from fer.batch import MAX_ZIP_MEMBERS, is_archive_name, predict_batch, results_to_csv
 from fer.data import CLASSES
 from fer.explain import overlay
 from fer.faces import MAX_FILE_BYTES
@@ -10,13 +18,13 @@ from fer.results import (
     SAMPLE_CREDIT,
     SAMPLE_NAME,
     UNCERTAIN_TEXT,
-    annotate,
+    ShownPhoto,
     escape_markdown,
     face_title,
     faces_table,
+    for_display,
     is_uncertain,
-    png_bytes,
-    results_csv,
+    jpeg_to_png,
     results_json,
 )
 from pages import common
@@ -24,20 +32,33 @@ from pages import common
 common.use_navigation()  # before anything is drawn: see common.use_navigation
 
 SOURCES = ("Upload photos", "Take a photo", "Try a sample photo")
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "gif"]
 MAX_FACE_CARDS = 12  # more faces are still in the table and the downloads
+GALLERY_SIZE = 48  # photos shown in the gallery; every photo is in the table, the downloads and the list
+MAX_WARNINGS = 20  # files that could not be read, listed one by one; all are in the CSV's error column
+UPLOAD_HELP = (
+    f"JPEG, PNG, WebP, BMP or GIF photos up to {MAX_FILE_BYTES // 2**20} MB each, or .zip archives of "
+    f"photos (up to {MAX_ZIP_MEMBERS:,} files each). Several at once are fine; any other file gets a message "
+    "saying why it cannot be read."
+)
+
+
+class Photo(NamedTuple):
+    key: str  # names the photo across reruns (from its bytes)
+    shown: ShownPhoto
+    data: bytes | None  # the file as given, to classify it again as a whole (None for a member of a zip)
 
 
 def photo_inputs() -> list[tuple[str, bytes]]:
-    """(name, bytes) of every photo the user gave, kept in memory only."""
+    """(name, bytes) of every file the user gave, kept in memory only."""
     source = st.radio("Photo source", SOURCES, horizontal=True, key="predict_source")
     if source == "Upload photos":
+        # No `type=` list: a file of another type reaches fer, which says what is wrong with it,
+        # instead of being refused by the widget without a word about why.
         files = st.file_uploader(
-            "Upload photos of faces",
-            type=UPLOAD_TYPES,
+            "Upload photos of faces, or .zip archives of photos",
             accept_multiple_files=True,
             key="uploads",
-            help=f"JPEG, PNG, WebP, BMP or GIF, up to {MAX_FILE_BYTES // 2**20} MB each. Several at once are fine.",
+            help=UPLOAD_HELP,
         )
         return [(file.name, file.getvalue()) for file in files or []]
     if source == "Take a photo":
@@ -51,6 +72,43 @@ def photo_inputs() -> list[tuple[str, bytes]]:
     return [(SAMPLE_NAME, common.sample_photo())]
 
 
+def classify(files: list[tuple[str, bytes]]) -> list[Photo]:
+    """Every photo, and every photo inside a zip, through fer.batch; done once per set of files in a session."""
+    signature = (common.weights_stamp(), tuple((name, common.digest(data)) for name, data in files))
+    done = st.session_state.get("predicted")
+    if done is not None and done[0] == signature:
+        return done[1]
+    bar = st.progress(0.0, text="Finding and classifying faces...")
+    photos = []
+    for n, (name, data) in enumerate(files):
+
+        def progress(finished: int, total: int, file: str, n=n) -> None:
+            count = f" ({finished:,} of {total:,})" if total > 1 else ""
+            bar.progress((n + finished / total) / len(files), text=f"Classified {escape_markdown(file)}{count}")
+
+        shown = predict_batch(common.predictor(), [(name, data)], progress=progress, keep=for_display)
+        key = common.digest(data)
+        if is_archive_name(name):
+            photos += [Photo(f"{key}-{i}", member, None) for i, member in enumerate(shown)]
+        else:
+            photos.append(Photo(key, shown[0], data))
+    bar.empty()
+    # Kept in this session's memory only, and dropped as soon as the files are removed (see render).
+    st.session_state["predicted"] = (signature, photos)
+    return photos
+
+
+def with_whole_images(photos: list[Photo]) -> list[Photo]:
+    """Photos the user asked to classify as one face, classified so."""
+    whole = st.session_state.get("whole_image", set())
+    return [
+        photo._replace(shown=common.photo_for_display(photo.data, photo.shown.result.file, detect=False))
+        if photo.data is not None and photo.key in whole
+        else photo
+        for photo in photos
+    ]
+
+
 def whole_image_button(key: str) -> None:
     def remember():
         st.session_state.setdefault("whole_image", set()).add(key)
@@ -58,15 +116,6 @@ def whole_image_button(key: str) -> None:
     st.button(
         "Classify the whole image as one face", key=f"whole-{key}", on_click=remember, icon=":material/crop_free:"
     )
-
-
-def predict_all(photos):
-    whole = st.session_state.get("whole_image", set())
-    results = []
-    for name, data in photos:
-        key = common.digest(data)
-        results.append((key, common.predict_photo(data, name, detect=key not in whole)))
-    return results
 
 
 def face_cards(key: str, result, settings) -> None:
@@ -100,20 +149,19 @@ def face_cards(key: str, result, settings) -> None:
                 )
 
 
-def photo_view(key: str, result, settings, single: bool = True) -> None:
+def photo_view(photo: Photo, settings, single: bool = True) -> None:
     """One photo in full: the annotated image, notes, downloads, then a card per face."""
-    name = escape_markdown(result.file)
+    result = photo.shown.result
     if result.error:
         st.error(escape_markdown(result.error), icon=":material/broken_image:")
         return
-    annotated = annotate(result)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        st.image(annotated, caption=name, width="stretch")
+        st.image(photo.shown.picture, caption=escape_markdown(result.file), width="stretch")
     with right:
         found = len(result.faces)
         if found:
-            whole = key in st.session_state.get("whole_image", set())
+            whole = photo.key in st.session_state.get("whole_image", set())
             st.subheader("Whole image classified as one face" if whole else f"{found} face{'s' * (found != 1)} found")
             for face in result.faces[:MAX_FACE_CARDS]:
                 badge = f" · {UNCERTAIN_TEXT}" if is_uncertain(face) else ""
@@ -125,31 +173,34 @@ def photo_view(key: str, result, settings, single: bool = True) -> None:
                 "You can still classify the whole image as if it were one face.",
                 icon=":material/search_off:",
             )
-            whole_image_button(key)
+            if photo.data is not None:
+                whole_image_button(photo.key)
+            else:
+                st.caption("This photo came inside a zip: upload it on its own to classify the whole image.")
         for note in result.notes:
             if note != "no face found":
                 st.caption(escape_markdown(note))
-        stem = result.file.rsplit(".", 1)[0] or "photo"
+        stem = result.file.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "photo"
         st.download_button(
             "Download annotated image (PNG)",
-            png_bytes(annotated),
+            partial(jpeg_to_png, photo.shown.picture),  # made only when asked for
             file_name=f"{stem}-annotated.png",
             mime="image/png",
-            key=f"png-{key}",
+            key=f"png-{photo.key}",
             on_click="ignore",
             icon=":material/download:",
         )
         if result.faces and single:
-            downloads([result], key)
+            downloads([result], photo.key)
     if result.faces:
-        face_cards(key, result, settings)
+        face_cards(photo.key, result, settings)
 
 
 def downloads(results, key: str) -> None:
     with st.container(horizontal=True):
         st.download_button(
             "Download results (CSV)",
-            results_csv(results),
+            results_to_csv(results),
             file_name="fer-results.csv",
             mime="text/csv",
             key=f"csv-{key}",
@@ -167,23 +218,35 @@ def downloads(results, key: str) -> None:
         )
 
 
-def gallery(keyed) -> None:
-    """Several photos: a compact gallery and one table of every face."""
-    st.subheader(f"{len(keyed)} photos")
+def problems(photos: list[Photo]) -> None:
+    """One warning per file that could not be read (not an image, a nested archive, too large...)."""
+    failed = [photo.shown.result for photo in photos if photo.shown.result.error]
+    for result in failed[:MAX_WARNINGS]:
+        st.warning(escape_markdown(result.error), icon=":material/broken_image:")
+    if len(failed) > MAX_WARNINGS:
+        st.caption(f"{len(failed) - MAX_WARNINGS:,} more files could not be read: see the error column of the CSV.")
+
+
+def gallery(photos: list[Photo]) -> None:
+    """Several photos: the files that could not be read, a compact gallery and one table of every face."""
+    st.subheader(f"{len(photos)} photos")
+    problems(photos)
+    readable = [photo for photo in photos if not photo.shown.result.error]
     per_row = 4
-    for start in range(0, len(keyed), per_row):
-        for column, (_, result) in zip(st.columns(per_row), keyed[start : start + per_row], strict=False):
-            with column:
-                if result.error:
-                    st.error(f"{escape_markdown(result.file)}: cannot be read", icon=":material/broken_image:")
-                    continue
-                found = len(result.faces)
-                st.image(
-                    annotate(result, max_side=480),
-                    caption=f"{escape_markdown(result.file)}: {found} face{'s' * (found != 1)}",
-                    width="stretch",
-                )
-    results = [result for _, result in keyed]
+    for start in range(0, min(len(readable), GALLERY_SIZE), per_row):
+        for column, photo in zip(st.columns(per_row), readable[start : start + per_row], strict=False):
+            found = len(photo.shown.result.faces)
+            column.image(
+                photo.shown.thumbnail,
+                caption=f"{escape_markdown(photo.shown.result.file)}: {found} face{'s' * (found != 1)}",
+                width="stretch",
+            )
+    if len(readable) > GALLERY_SIZE:
+        st.caption(
+            f"Showing the first {GALLERY_SIZE} of {len(readable):,} photos; every photo is in the table, "
+            "the downloads and the list below."
+        )
+    results = [photo.shown.result for photo in photos]
     st.subheader("All faces")
     table = faces_table(results)
     if table.empty:
@@ -195,6 +258,7 @@ def gallery(keyed) -> None:
             column_config={
                 "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0, max_value=1),
                 **{c: st.column_config.NumberColumn(c, format="percent") for c in CLASSES},
+                "uncertainty": st.column_config.NumberColumn("uncertainty", format="%.2f"),
             },
         )
     downloads(results, "all")
@@ -203,33 +267,36 @@ def gallery(keyed) -> None:
 def render() -> None:
     st.title("Predict emotions in a photo")
     st.markdown(
-        "Drop in photos or take one: every face is boxed and numbered, with its expression, the four probabilities and where the model looked."
+        "Drop in photos (or a .zip of them) or take one: every face is boxed and numbered, with its expression, "
+        "the four probabilities and where the model looked."
     )
     settings = common.cam_settings()
-    photos = photo_inputs()
-    if not photos:
+    files = photo_inputs()
+    if not files:
+        st.session_state.pop("predicted", None)  # the files are gone: so are their results
         st.info(
             "Upload one or more photos, take one with your camera, or pick the sample photo above to see the app at work.",
             icon=":material/add_photo_alternate:",
         )
         return
-    with st.spinner("Finding and classifying faces..."):
-        keyed = predict_all(photos)
+    photos = with_whole_images(classify(files))
     st.session_state["predict_faces"] = [
-        {"title": f"{result.file}, face {face.index + 1}", "face": face.face, "probs": face.probs}
-        for _, result in keyed
-        for face in result.faces
+        {"title": f"{photo.shown.result.file}, face {face.index + 1}", "face": face.face, "probs": face.probs}
+        for photo in photos
+        for face in photo.shown.result.faces
     ][:50]
-    if len(keyed) == 1:
-        key, result = keyed[0]
-        photo_view(key, result, settings)
+    if len(photos) == 1:
+        photo_view(photos[0], settings)
         return
-    gallery(keyed)
-    names = [f"{i + 1}. {result.file}" for i, (_, result) in enumerate(keyed)]
-    chosen = st.selectbox("Photo to inspect", range(len(keyed)), format_func=lambda i: names[i], key="inspect_photo")
-    key, result = keyed[chosen if chosen is not None and chosen < len(keyed) else 0]
+    gallery(photos)
+    names = [f"{i + 1}. {photo.shown.result.file}" for i, photo in enumerate(photos)]
+    first_read = next((i for i, photo in enumerate(photos) if not photo.shown.result.error), 0)
+    chosen = st.selectbox(
+        "Photo to inspect", range(len(photos)), index=first_read, format_func=lambda i: names[i], key="inspect_photo"
+    )
+    photo = photos[chosen if chosen is not None and chosen < len(photos) else 0]
     st.divider()
-    photo_view(key, result, settings, single=False)
+    photo_view(photo, settings, single=False)
 
 
 common.run(render)

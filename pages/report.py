@@ -14,13 +14,20 @@ from fer.plots import (
     training_curves,
 )
 from fer.report import (
+    PERCENT_FORMAT,
+    calibration_lines,
     calibration_summary,
+    confusion_pair,
+    fer2013_sentence,
     headline,
+    model_details,
     per_class_rows,
+    reliability_caption,
     report_html,
     split_metrics,
     splits_with_metrics,
     stored_reliability,
+    uncertainty_numbers,
     uncertainty_summary,
 )
 from fer.results import escape_markdown
@@ -93,11 +100,14 @@ def render() -> None:
         for column, item in zip(st.columns(len(items)), items, strict=True):
             column.metric(item.label, item.value, border=True)
             column.caption(item.detail)
+    comparable = fer2013_sentence(card)
+    if comparable:
+        st.markdown(escape_markdown(comparable))
 
     if card.get("intended_use") or card.get("limitations"):
         st.header("Intended use and limitations")
         if card.get("intended_use"):
-            st.info(card["intended_use"], icon=":material/info:")
+            st.info(escape_markdown(card["intended_use"]), icon=":material/info:")
         for item in card.get("limitations") or []:
             st.markdown(f"- {escape_markdown(item)}")
 
@@ -119,14 +129,17 @@ def render() -> None:
             confusion_heatmap(metrics["confusion_matrix"], normalise=True, title="Share of each true class"),
             key="report-confusion-normalised",
         )
+        pair = confusion_pair(metrics)
+        if pair:
+            st.markdown(escape_markdown(pair))
         left, right = st.columns([3, 2], gap="large")
         if metrics.get("per_class"):
             left.plotly_chart(per_class_bars(metrics["per_class"]), key="report-per-class")
             right.dataframe(
-                per_class_rows(metrics),
+                per_class_rows(metrics, in_percent=True),
                 hide_index=True,
                 column_config={
-                    k: st.column_config.NumberColumn(k, format="percent") for k in ("precision", "recall", "F1")
+                    k: st.column_config.NumberColumn(k, format=PERCENT_FORMAT) for k in ("precision", "recall", "F1")
                 },
             )
 
@@ -134,12 +147,12 @@ def render() -> None:
     summary = calibration_summary(card)
     if summary:
         st.markdown(escape_markdown(summary))
+    lines = calibration_lines(card)
+    if lines:
+        st.markdown("Expected calibration error (ECE, 15 bins; lower is better):")
+        st.markdown("\n".join(f"- {escape_markdown(line)}" for line in lines))
     if reliability:
-        ece = f" Expected calibration error: {reliability['ece']:.1%}." if reliability.get("ece") is not None else ""
-        st.markdown(
-            f"Reliability on the {reliability.get('split') or 'validation'} split: each bar is the accuracy of the faces "
-            f"predicted with that confidence. Bars on the diagonal mean the percentages can be read as chances.{ece}"
-        )
+        st.markdown(escape_markdown(reliability_caption(reliability)))
         st.plotly_chart(
             reliability_diagram(reliability["bins"], compare=reliability.get("bins_before")), key="report-reliability"
         )
@@ -152,6 +165,10 @@ def render() -> None:
     uncertain = uncertainty_summary(card)
     if uncertain:
         st.header("When the model is unsure")
+        numbers = uncertainty_numbers(card)
+        for column, item in zip(st.columns(len(numbers)), numbers, strict=True):
+            column.metric(item.label, item.value, border=True)
+            column.caption(item.detail)
         st.markdown(" ".join(escape_markdown(line) for line in uncertain))
 
     data_card = card.get("data_card") or {}
@@ -167,22 +184,11 @@ def render() -> None:
             for defect in data_card["defects"]:
                 st.markdown(f"- {escape_markdown(defect)}")
 
-    arch, training = card.get("architecture") or {}, card.get("training") or {}
-    if arch or training:
+    details = model_details(card)
+    if details:
         st.header("Model details")
-        rows = {
-            "Architecture": arch.get("description"),
-            "Parameters": f"{arch['params']:,}" if arch.get("params") else None,
-            "Multiply-adds per face": f"{arch['macs_per_face']:,}" if arch.get("macs_per_face") else None,
-            "Input": (card.get("input") or {}).get("preprocessing"),
-            "Best epoch": training.get("best_epoch"),
-            "Training time": f"{training['train_time_s'] / 60:.0f} min" if training.get("train_time_s") else None,
-            "Machine": training.get("machine"),
-            "Softmax temperature": f"{float(card['temperature']):.3f}" if card.get("temperature") is not None else None,
-        }
-        for label, value in rows.items():
-            if value not in (None, ""):
-                st.markdown(f"**{label}:** {escape_markdown(value)}")
+        for label, value in details:
+            st.markdown(f"**{label}:** {escape_markdown(value)}")
 
 
 common.run(render)

@@ -1,6 +1,8 @@
 """The real app in Streamlit's AppTest: every page, with and without a dataset, with real photos."""
 
+import io
 import re
+import zipfile
 from collections import Counter
 
 import numpy as np
@@ -10,8 +12,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from fer import data
+from fer.batch import predict_batch
 from fer.data import CLASSES
 from fer.evaluate import compute_metrics
+from fer.results import in_reading_order
 
 NAVIGATION_NOTE = "Four expressions: happy, sad, surprise, neutral. A demo, not for decisions about people."
 PAGES = ["pages/predict.py", "pages/explain.py", "pages/dataset.py", "pages/report.py"]
@@ -38,6 +42,11 @@ def isolated(monkeypatch, tmp_path):
 @pytest.fixture()
 def no_dataset(monkeypatch, tmp_path):
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "no-such-folder"))
+
+
+@pytest.fixture()
+def folder_setting_allowed(monkeypatch):
+    monkeypatch.setenv("FER_ALLOW_DATA_DIR_SETTING", "1")
 
 
 @pytest.fixture()
@@ -88,14 +97,23 @@ def test_dataset_page_without_a_dataset_shows_the_stored_results_and_how_to_add_
     assert any("FER_DATA_DIR" in text for text in texts(at.info))
     assert "Stored results" in texts(at.header)
     assert [m.label for m in at.metric][:2] == ["Images", "Accuracy"]
-    assert at.text_input(key="data_dir") is not None
+    # Visitors cannot point the server at a folder unless the operator allows it.
+    assert [t for t in at.text_input if t.key == "data_dir"] == []
+    assert any("FER_ALLOW_DATA_DIR_SETTING=1" in text for text in texts(at.caption))
 
 
 def test_dataset_page_with_an_empty_dataset_folder(monkeypatch, tmp_path):
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "empty"))
     at = open_app("pages/dataset.py")
-    assert any("No happy/sad/surprise/neutral image folders" in text for text in texts(at.info))
+    (location,) = at.expander
+    assert location.label == "Dataset location"
+    assert any("No happy/sad/surprise/neutral image folders" in t.replace("\\", "") for t in texts(location.markdown))
+    # The server's path is named in the "Dataset location" expander only.
+    outside = texts(at.info) + texts(at.main.caption) + texts(at.main.markdown)
+    inside = texts(location.markdown) + texts(location.caption)
+    assert any(str(tmp_path) in text.replace("\\", "") for text in inside)
+    assert not [text for text in outside if str(tmp_path) in text.replace("\\", "") and text not in inside]
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -121,7 +139,7 @@ def test_an_uploaded_photo_shows_every_face_boxed_with_label_probabilities_and_c
 ):
     photo, _ = photo_with_faces
     jpeg = encode(photo)
-    expected = predictor.predict(jpeg, name="group.jpg")
+    expected = in_reading_order(predictor.predict(jpeg, name="group.jpg"))
     at = upload(open_app(), ("group.jpg", jpeg, "image/jpeg"))
     assert "3 faces found" in texts(at.subheader)
     assert [t for t in texts(at.subheader) if t.startswith("Face ")] == [
@@ -133,6 +151,8 @@ def test_an_uploaded_photo_shows_every_face_boxed_with_label_probabilities_and_c
     assert len(at.get("plotly_chart")) == 3  # one probability chart per face
     labels = [b.label for b in at.download_button]
     assert {"Download annotated image (PNG)", "Download results (CSV)", "Download results (JSON)"} <= set(labels)
+    # Numbered as read, left to right: the pasted faces are in a row.
+    assert [f.box.x for f in expected.faces] == sorted(f.box.x for f in expected.faces)
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +201,85 @@ def test_several_photos_show_a_gallery_and_one_table_of_all_faces(no_dataset, ph
     np.testing.assert_allclose(table[list(CLASSES)].sum(axis=1), 1.0, atol=1e-4)
     gallery = [c for image in at.image for c in image.captions]
     assert any(c.startswith("wall\\.webp: 0 faces") for c in gallery)
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def shoot_zip(detectable_faces) -> bytes:
+    """A zip of a photo shoot: real faces pasted on backgrounds, a blank wall, a text file and a nested zip."""
+    group, _ = make_photo(detectable_faces[:3])
+    single, _ = make_photo(detectable_faces[3:4], size=(500, 400))
+    return zip_of(
+        {
+            "day1/group.jpg": encode(group),
+            "day1/notes.txt": b"Shoot notes: bring the lights.\n",
+            "day1/single.png": encode(single, "PNG"),
+            "day1/more.zip": zip_of({"x.jpg": encode(single)}),
+            "day1/wall.jpg": encode(Image.new("RGB", (320, 240), (120, 140, 160))),
+        }
+    )
+
+
+def test_a_zip_of_photos_gives_a_gallery_one_table_and_a_warning_per_problem(no_dataset, shoot_zip, predictor):
+    expected = [in_reading_order(r) for r in predict_batch(predictor, [("shoot.zip", shoot_zip)])]
+    at = upload(open_app(), ("shoot.zip", shoot_zip, "application/zip"))
+
+    assert "5 photos" in texts(at.subheader) and "All faces" in texts(at.subheader)
+    warnings = [w.replace("\\", "") for w in texts(at.warning)]
+    assert warnings == [
+        next(r.error for r in expected if r.file == "shoot.zip/day1/notes.txt"),
+        "shoot.zip/day1/more.zip is an archive inside the archive and was ignored; add its photos to the zip directly.",
+    ]
+    assert warnings[0].startswith("shoot.zip/day1/notes.txt is a text file, not an image")
+    assert not at.error
+    gallery = [c.replace("\\", "") for image in at.image for c in image.captions]
+    for caption in (
+        "shoot.zip/day1/group.jpg: 3 faces",
+        "shoot.zip/day1/single.png: 1 face",
+        "shoot.zip/day1/wall.jpg: 0 faces",
+    ):
+        assert caption in gallery
+    table = at.dataframe[0].value
+    assert table["file"].tolist() == ["shoot.zip/day1/group.jpg"] * 3 + ["shoot.zip/day1/single.png"]
+    assert table["label"].tolist() == [f.label for r in expected for f in r.faces]
+    assert table["face"].tolist() == [1, 2, 3, 1]
+    assert table["uncertain"].tolist() == [f.uncertain for r in expected for f in r.faces]
+    assert {"Download results (CSV)", "Download results (JSON)"} <= {b.label for b in at.download_button}
+
+    # A member without a face can be opened; classifying it whole needs the photo uploaded on its own.
+    names = at.selectbox(key="inspect_photo").options
+    at.selectbox(key="inspect_photo").set_value(next(i for i, n in enumerate(names) if n.endswith("wall.jpg")))
+    rerun(at)
+    assert "No face found" in texts(at.subheader)
+    assert any("upload it on its own" in c for c in texts(at.caption))
+    assert not [b for b in at.button if b.label == "Classify the whole image as one face"]
+
+
+def test_a_zip_and_photos_together(no_dataset, shoot_zip, photo_with_faces):
+    at = upload(
+        open_app(),
+        ("group.jpg", encode(photo_with_faces[0]), "image/jpeg"),
+        ("shoot.zip", shoot_zip, "application/zip"),
+    )
+    assert "6 photos" in texts(at.subheader)
+    table = at.dataframe[0].value
+    assert table["file"].tolist() == ["group.jpg"] * 3 + ["shoot.zip/day1/group.jpg"] * 3 + [
+        "shoot.zip/day1/single.png"
+    ]
+    assert len(at.warning) == 2
+
+
+def test_a_damaged_zip_gets_a_clear_error(no_dataset, shoot_zip):
+    at = upload(open_app(), ("shoot.zip", shoot_zip[: len(shoot_zip) // 2], "application/zip"))
+    errors = [e.replace("\\", "") for e in texts(at.error)]
+    assert len(errors) == 1 and errors[0].startswith("shoot.zip is not a valid zip archive"), errors
 
 
 def test_no_face_offers_to_classify_the_whole_image(no_dataset):
@@ -239,6 +338,15 @@ def test_explain_shows_every_method_with_a_finite_faithfulness_score(no_dataset,
     scores = [float(m.value) for m in at.metric if m.label == "ROAD score"]
     assert len(scores) == len(METHODS) + 1 and all(np.isfinite(scores))
     assert "Faithfulness compared" in texts(at.subheader)
+    # The badge goes to every method showing the best score, as shown (two decimals), and to no other.
+    badged, current = [], None
+    for text in texts(at.markdown):
+        if text.strip("*") in METHODS:
+            current = text.strip("*")
+        elif "most faithful here" in text:
+            badged.append(current)
+    shown = dict(zip(METHODS, scores, strict=False))
+    assert badged == [m for m in METHODS if shown[m] == max(shown.values())]
 
 
 def test_explain_an_upload_without_a_face_explains_the_whole_image(no_dataset):
@@ -270,13 +378,28 @@ def test_explain_a_dataset_face(with_dataset, tiny_validation):
 # -- dataset --------------------------------------------------------------------------------------
 
 
-def test_the_dataset_folder_can_be_set_in_the_page(no_dataset, tiny_dataset):
+def test_the_dataset_folder_can_be_set_in_the_page_where_allowed(no_dataset, folder_setting_allowed, tiny_dataset):
     at = open_app("pages/dataset.py")
     assert "Stored results" in texts(at.header)
     at.text_input(key="data_dir").input(str(tiny_dataset))
     rerun(at)
     assert "Stored results" not in texts(at.header)
     assert {m.label: m.value for m in at.metric}["Images"] == "100"
+
+
+def test_without_the_permission_a_folder_setting_is_ignored(no_dataset, tiny_dataset):
+    at = open_app("pages/dataset.py")
+    at.session_state["data_dir"] = str(tiny_dataset)  # as a crafted client or an old session might hold it
+    rerun(at)
+    assert "Stored results" in texts(at.header)
+    assert [t for t in at.text_input if t.key == "data_dir"] == []
+
+
+def test_the_dataset_page_names_the_folder_not_the_server_path(with_dataset):
+    at = open_app("pages/dataset.py")
+    shown = " ".join(texts(at.caption) + texts(at.markdown) + texts(at.info)).replace("\\", "")
+    assert f"{with_dataset.name}/validation: " in shown
+    assert str(with_dataset) not in shown
 
 
 @pytest.fixture(scope="module")
@@ -371,6 +494,19 @@ def test_report_page_shows_headline_numbers_and_offers_the_html_export(no_datase
     for heading in ("Intended use and limitations", "Training curves", "Results by class", "Calibration", "Data card"):
         assert heading in texts(at.header)
     assert ("When the model is unsure" in texts(at.header)) == bool(card.get("uncertainty"))
+    shown = " ".join(texts(at.markdown)).replace("\\", "")
+    rows = card["metrics"]["validation"]["subsets"]["fer2013_test_rows"]
+    assert metrics["FER2013 test rows"] == f"{rows['accuracy']:.1%}"
+    assert f"{rows['n']:,} of the validation images are FER2013's own test rows" in shown
+    sad, neutral = CLASSES.index("sad"), CLASSES.index("neutral")
+    matrix = card["metrics"]["validation"]["confusion_matrix"]
+    assert f"{matrix[sad][neutral]:,} of the {sum(matrix[sad]):,} sad faces" in shown
+    assert f"{matrix[neutral][sad]:,} of the {sum(matrix[neutral]):,} neutral faces" in shown
+    assert f"before → {card['calibration']['ece_after']:.1%} after" in shown
+    assert "Cross-fitted (fit on one half of validation, scored on the other)" in shown
+    assert f"**Inference precision:** {card['inference']['precision']}" in shown
+    assert metrics["AUROC"] == f"{card['uncertainty']['auroc_out_of_scope']:.2f}"
+    assert {"Flagged, in scope", "Flagged, out of scope", "Threshold"} <= set(metrics)
 
 
 def test_report_page_with_a_minimal_model_card(no_dataset, monkeypatch):

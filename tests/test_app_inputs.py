@@ -19,6 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from fer.faces import MIN_SIDE
+from fer.results import in_reading_order
 
 NO_FACE_WARNING = "The face detector found no face in this photo"
 MAX_FACE_CARDS = 12  # pages/predict.py shows a card for the first 12 faces; every face is in the downloads
@@ -67,7 +68,8 @@ TEXT = "Meeting notes: bring the photos ✓\n".encode() * 3
 
 def mime_of(name: str) -> str:
     ext = name.rsplit(".", 1)[-1].lower()
-    return {"jpg": "image/jpeg", "svg": "image/svg+xml", "heic": "image/heic"}.get(ext, f"image/{ext}")
+    known = {"jpg": "image/jpeg", "svg": "image/svg+xml", "heic": "image/heic", "pdf": "application/pdf"}
+    return known.get(ext, f"image/{ext}")
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +253,7 @@ def test_bad_file_gets_a_clear_error_and_the_page_keeps_working(bad_files, group
 @pytest.mark.parametrize("name", ODD)
 def test_odd_but_valid_file_is_read_like_the_api_reads_it(group, thirty_faces, predictor, name):
     data = odd_files(group, thirty_faces)[name]
-    expected = predictor.predict(data, name=name)
+    expected = in_reading_order(predictor.predict(data, name=name))  # the app numbers faces as they are read
     assert expected.error is None
     assert len(expected.faces) == ODD_FACES.get(name, 3)
 
@@ -283,8 +285,13 @@ def test_every_bad_file_at_once_with_one_good_photo(bad_files, group):
     at = upload(open_app(), *files)
 
     assert f"{len(files)} photos" in texts(at.subheader)
-    gallery_errors = [e for e in texts(at.error) if e.endswith("cannot be read")]
-    assert len(gallery_errors) == len(BAD)
+    # One warning per file that could not be read, with fer's own message, in upload order.
+    warnings = [w.replace("\\", "") for w in texts(at.warning)]
+    assert len(warnings) == len(BAD) and not at.error
+    for warning, name in zip(warnings, BAD, strict=True):
+        assert re.search(bad_files[name][1], warning), (name, warning)
+    gallery = [c for image in at.image for c in image.captions if re.search(r": \d+ faces?$", c)]
+    assert gallery == ["group\\.jpg: 3 faces"]  # only the photo that could be read
     table = at.dataframe[0].value
     assert table["file"].tolist() == ["group.jpg"] * 3
 
@@ -301,22 +308,35 @@ def test_every_bad_file_at_once_with_one_good_photo(bad_files, group):
 
 
 @pytest.mark.parametrize(
-    "name,data",
-    [("drawing.svg", SVG), ("IMG_0001.heic", heic_like_bytes())],
-    ids=["svg", "heic"],
+    "name,data,message",
+    [
+        ("drawing.svg", SVG, r"drawing\.svg is an SVG vector drawing, which is not supported"),
+        ("IMG_0001.heic", heic_like_bytes(), r"IMG_0001\.heic is a HEIC/HEIF or AVIF photo, which cannot be decoded"),
+        ("report.pdf", PDF, r"report\.pdf is a PDF document, not an image"),
+    ],
+    ids=["svg", "heic", "pdf"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="pages/predict.py's uploader lists allowed extensions (type=...), so Streamlit raises "
-    "StreamlitAPIException for a .svg/.heic that reaches the server; the browser widget refuses it "
-    "first with 'files are not allowed' (tests/e2e). Requested: let fer's clear message through.",
-)
-def test_unsupported_format_by_its_real_name_gets_a_clear_message(name, data):
-    at = open_app()
-    at.file_uploader(key="uploads").set_value([(name, data, mime_of(name))])
+def test_unsupported_format_by_its_real_name_gets_a_clear_message(group, name, data, message):
+    # The uploader has no list of types: any file reaches fer, which says what is wrong with it.
+    at = upload(open_app(), (name, data))
+    errors = [e.replace("\\", "") for e in texts(at.error)]
+    assert len(errors) == 1 and re.search(message, errors[0]), errors
+
+    # With a good photo beside it: the same message as a warning, and the photo read as usual.
+    upload(at, (name, data), ("group.jpg", group[2]))
+    assert "2 photos" in texts(at.subheader) and len(at.dataframe[0].value) == 3
+    assert [w.replace("\\", "") for w in texts(at.warning)] == errors
+
+
+@pytest.mark.parametrize("name,data", [("drawing.svg", SVG), ("IMG_0001.heic", heic_like_bytes())], ids=["svg", "heic"])
+def test_explain_page_takes_any_file_and_says_what_is_wrong(name, data):
+    at = open_app("pages/explain.py")
+    at.radio(key="explain_source").set_value("Upload a photo")
+    at.run()
+    at.file_uploader(key="explain_upload").set_value((name, data, mime_of(name)))
     at.run()
     assert_survived(at)
-    assert any("not supported" in e or "cannot be decoded" in e for e in texts(at.error))
+    assert any("not supported" in e or "cannot be decoded" in e for e in texts(at.error)), texts(at.error)
 
 
 # -- the other inputs: the camera, the Explain page's uploader, the dataset folder ------------------
@@ -371,7 +391,8 @@ def test_explain_page_upload_gets_a_clear_error(bad_files, group, name):
     ],
     ids=["missing", "a-file", "blank", "root", "nul-byte", "very-long"],
 )
-def test_dataset_folder_setting_with_bad_paths(folder):
+def test_dataset_folder_setting_with_bad_paths(monkeypatch, folder):
+    monkeypatch.setenv("FER_ALLOW_DATA_DIR_SETTING", "1")  # the field is shown only where the operator allows it
     at = open_app("pages/dataset.py")
     at.text_input(key="data_dir").set_value(folder)
     at.run()

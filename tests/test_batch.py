@@ -287,6 +287,30 @@ def test_zip_file_handles_are_closed(predictor, photo, tmp_path):
     assert len(os.listdir(fd_dir)) == before
 
 
+def test_keep_replaces_each_result_as_soon_as_it_is_made(predictor, photo, single_face):
+    kept = []
+
+    def without_photo(result):
+        kept.append(result.file)
+        return {"file": result.file, "faces": len(result.faces), "had_photo": result.image is not None}
+
+    archive = zip_bytes({"a.png": single_face[0], "b.txt": b"not a photo"})
+    results = predict_batch(
+        predictor,
+        [("group.jpg", photo[0]), ("shoot.zip", archive)],
+        progress=lambda done, total, name: kept.append(f"progress {done}/{total}"),
+        keep=without_photo,
+    )
+
+    assert results == [
+        {"file": "group.jpg", "faces": 3, "had_photo": True},
+        {"file": "shoot.zip/a.png", "faces": 1, "had_photo": True},
+        {"file": "shoot.zip/b.txt", "faces": 0, "had_photo": False},
+    ]
+    # Each result is handed over before the next file is read.
+    assert kept == ["group.jpg", "progress 1/3", "shoot.zip/a.png", "progress 2/3", "shoot.zip/b.txt", "progress 3/3"]
+
+
 def test_no_detect_in_batch_treats_each_image_as_one_face(predictor, validation):
     crops = {f"{i}.png": encode(Image.fromarray(validation.images[i]), "PNG") for i in range(3)}
     results = predict_batch(predictor, [("faces.zip", zip_bytes(crops))], detect=False)
@@ -331,12 +355,15 @@ def test_csv_has_one_row_per_face_and_one_per_faceless_file(predictor, photo):
     rows = read_csv(text)
     assert list(rows[0]) == CSV_COLUMNS
     assert CSV_COLUMNS[:7] == ["file", "face", "x", "y", "w", "h", "label"]
-    assert CSV_COLUMNS[7:11] == [f"p_{name}" for name in CLASSES] and CSV_COLUMNS[11:] == ["error", "notes"]
+    assert CSV_COLUMNS[7:11] == [f"p_{name}" for name in CLASSES]
+    assert CSV_COLUMNS[11:] == ["uncertainty", "uncertain", "error", "notes"]
     faces = [row for row in rows if row["file"] == "group.jpg"]
     assert [row["face"] for row in faces] == ["1", "2", "3"]
     for row, face in zip(faces, results[0].faces, strict=True):
         assert [int(row[k]) for k in "xywh"] == face.box.as_list()
         assert row["label"] == face.label and row["error"] == ""
+        assert float(row["uncertainty"]) == pytest.approx(face.uncertainty, abs=1e-4)
+        assert row["uncertain"] == str(bool(face.uncertain))
         probs = [float(row[f"p_{name}"]) for name in CLASSES]
         assert sum(probs) == pytest.approx(1, abs=1e-3)
         assert CLASSES[int(np.argmax(probs))] == face.label
@@ -345,6 +372,7 @@ def test_csv_has_one_row_per_face_and_one_per_faceless_file(predictor, photo):
         notes_row["error"].startswith("notes.jpg is a text file")
         and notes_row["label"] == ""
         and notes_row["face"] == ""
+        and notes_row["uncertainty"] == ""
     )
     (blank_row,) = [row for row in rows if row["file"] == "blank.png"]
     assert blank_row["error"] == "" and blank_row["notes"] == "no face found"

@@ -13,6 +13,7 @@ from fer.plots import (
     probability_bars,
     reliability_diagram,
     row_normalised,
+    score_text,
     training_curves,
 )
 
@@ -64,3 +65,23 @@ def test_curves_and_reliability_skip_missing_values():
     ]
     fig = reliability_diagram(bins)
     assert list(fig.data[1].y) == [0.6]
+
+
+def test_training_curves_give_each_line_its_own_colour_and_room_for_the_titles():
+    fig = training_curves(
+        [
+            {"epoch": e, "train_loss": 1.2 - e / 10, "val_loss": 1.1 - e / 20, "val_accuracy": 0.5 + e / 20}
+            for e in range(3)
+        ]
+    )
+    colours = {t.name: t.line.color for t in fig.data}
+    assert list(colours) == ["train loss", "validation loss", "validation accuracy"]
+    assert len(set(colours.values())) == 3 and not set(colours.values()) & set(CLASS_COLORS.values())
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["Loss", "Validation accuracy"]
+    # Subplot titles sit just above the plotting area: the top margin must leave room for them.
+    assert fig.layout.margin.t >= 40
+
+
+def test_score_text_is_signed_with_two_decimals_and_never_minus_zero():
+    assert [score_text(v) for v in (0.456, -0.123, -0.004, 0.0, 0.004)] == ["+0.46", "-0.12", "+0.00", "+0.00", "+0.00"]

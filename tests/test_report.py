@@ -8,13 +8,18 @@ import pytest
 from fer.checkpoint import read_card
 from fer.evaluate import reliability_bins
 from fer.report import (
+    calibration_lines,
     calibration_summary,
+    confusion_pair,
+    fer2013_test_rows,
     figures,
     headline,
+    model_details,
     per_class_rows,
     report_html,
     splits_with_metrics,
     stored_reliability,
+    uncertainty_numbers,
     uncertainty_summary,
 )
 
@@ -106,33 +111,125 @@ def test_reliability_bins_are_read_from_the_card_when_present(card, val_subset, 
     # Bins computed elsewhere (the app, from the dataset) can be passed in instead.
     passed = {"bins": bins, "bins_before": None, "ece": 0.03, "split": "validation"}
     assert "reliability" in figures(MINIMAL, reliability=passed)
-    assert "Expected calibration error: 3.0%" in report_html(MINIMAL, reliability=passed)
+    assert "Its expected calibration error is 3.0%." in report_html(MINIMAL, reliability=passed)
 
 
-def test_calibration_and_uncertainty_summaries_say_what_the_card_holds():
-    assert calibration_summary(MINIMAL) is None and uncertainty_summary(MINIMAL) == []
-    card = {
-        **MINIMAL,
-        "calibration": {
-            "method": "fitted on validation halves",
-            "ece_before": 0.044,
-            "ece_after": 0.021,
-            "temperature": 0.81,
+STUDIED = {
+    **MINIMAL,
+    "temperature": 0.81,
+    "calibration": {
+        "method": "fitted on validation halves",
+        "ece_before": 0.046,
+        "ece_after": 0.022,
+        "temperature": 0.81,
+    },
+    "metrics": {
+        "validation": {
+            "n": 4977,
+            "accuracy": 0.73,
+            "confusion_matrix": [[1500, 100, 80, 145], [40, 620, 30, 449], [30, 20, 700, 47], [60, 230, 50, 876]],
+            "ece": 0.014,
+            "ece_uncalibrated": 0.045,
+            "subsets": {
+                "fer2013_public_test": {"n": 452, "accuracy": 0.712},
+                "fer2013_private_test": {"n": 531, "accuracy": 0.742},
+                "fer2013_test_rows": {"n": 983, "accuracy": 0.728},
+            },
         },
-        "uncertainty": {
-            "score": "1 - max probability",
-            "threshold": 0.46,
-            "auroc_out_of_scope": 0.6,
-            "in_scope_flagged": 0.2,
-            "out_of_scope_flagged": 0.34,
-            "n_out_of_scope": 74,
+        "test": {
+            "n": 128,
+            "accuracy": 0.77,
+            "confusion_matrix": [[26, 1, 2, 3], [2, 20, 1, 9], [1, 1, 27, 3], [1, 5, 1, 25]],
+            "ece": 0.07,
+            "ece_uncalibrated": 0.079,
+            "subsets": {},
         },
-    }
-    summary = calibration_summary(card)
-    assert "T = 0.810" in summary and "4.4% before, 2.1% after" in summary
-    lines = " ".join(uncertainty_summary(card))
-    assert (
-        "0.46" in lines and "20.0% of faces" in lines and "34.0%" in lines and "74 faces" in lines and "0.60" in lines
+    },
+    "inference": {"precision": "int8 (post-training static quantization)", "int8_calibration": "2048 training faces"},
+    "uncertainty": {
+        "score": "1 - max probability",
+        "threshold": 0.46,
+        "auroc_out_of_scope": 0.6,
+        "in_scope_flagged": 0.2,
+        "out_of_scope_flagged": 0.34,
+        "n_out_of_scope": 74,
+        "chosen_to_flag": "20% of in-scope validation faces",
+    },
+    "training": {"best_epoch": 14, "recipe": {"epochs": 15, "out": "/work/runs/x", "data": None}},
+}
+
+
+def test_calibration_says_which_ece_is_which():
+    assert calibration_summary(MINIMAL) is None and calibration_lines(MINIMAL) == []
+    summary = calibration_summary(STUDIED)
+    assert "T = 0.810" in summary and summary.count("emperature scaling") == 1
+    lines = calibration_lines(STUDIED)
+    assert lines == [
+        "Cross-fitted (fit on one half of validation, scored on the other): 4.6% before → 2.2% after",
+        "In-sample: the shipped model on all of validation (4,977 images, where T was fitted): 4.5% before → 1.4% after",
+        "The shipped model on the test split (128 images): 7.9% before → 7.0% after",
+    ]
+    assert not any("emperature scaling" in line for line in lines)
+    ece = next(item for item in headline(STUDIED) if item.label == "Calibration error")
+    assert ece.value == "2.2%" and "cross-fitted" in ece.detail
+    out = report_html(STUDIED)
+    assert "<h2>Calibration</h2>" in out
+    assert all(line.replace("→", "&rarr;") in out or line in out for line in lines)
+
+
+def test_fer2013_test_rows_are_the_comparable_number():
+    assert fer2013_test_rows(MINIMAL) is None
+    rows = fer2013_test_rows(STUDIED)
+    assert rows["split"] == "validation" and rows["n"] == 983 and rows["accuracy"] == 0.728
+    item = next(item for item in headline(STUDIED) if item.label == "FER2013 test rows")
+    assert item.value == "72.8%" and "983 validation images" in item.detail and "79-81%" in item.detail
+    out = report_html(STUDIED)
+    assert "983 of the validation images are FER2013&#x27;s own test rows" in out
+    assert "public test 71.2% of 452, private test 74.2% of 531" in out
+
+
+def test_the_sad_neutral_confusion_is_spelt_out():
+    text = confusion_pair(STUDIED["metrics"]["validation"])
+    assert text == (
+        "Sad and neutral, the two classes most often taken for each other: 449 of the 1,139 sad faces (39.4%) "
+        "are called neutral, and 230 of the 1,216 neutral faces (18.9%) are called sad."
     )
-    out = report_html(card)
-    assert "<h2>Calibration</h2>" in out and "When the model is unsure" in out
+    assert confusion_pair({"confusion_matrix": [[5, 0, 0, 0], [0, 5, 0, 1], [9, 0, 5, 0], [0, 2, 0, 5]]}) == (
+        "Sad and neutral: 1 of the 6 sad faces (16.7%) are called neutral, and 2 of the 7 neutral faces (28.6%) are called sad."
+    )
+    assert confusion_pair(MINIMAL) is None
+    assert text in report_html(STUDIED).replace("&#x27;", "'")
+
+
+def test_the_uncertainty_study_and_inference_precision_are_reported():
+    assert uncertainty_summary(MINIMAL) == [] and uncertainty_numbers(MINIMAL) == []
+    numbers = {item.label: item.value for item in uncertainty_numbers(STUDIED)}
+    assert numbers == {
+        "Threshold": "0.46",
+        "Flagged, in scope": "20.0%",
+        "Flagged, out of scope": "34.0%",
+        "AUROC": "0.60",
+    }
+    assert "74 faces" in next(i.detail for i in uncertainty_numbers(STUDIED) if i.label == "Flagged, out of scope")
+    lines = " ".join(uncertainty_summary(STUDIED))
+    assert "at least 0.46" in lines and "20% of in-scope validation faces" in lines and "AUROC" in lines
+    details = dict(model_details(STUDIED))
+    assert details["Inference precision"] == "int8 (post-training static quantization)"
+    assert details["Int8 calibration"] == "2048 training faces"
+    assert details["Recipe"] == "epochs=15"  # no server paths
+    out = report_html(STUDIED)
+    assert "When the model is unsure" in out and "Flagged, out of scope" in out and "34.0%" in out
+    assert "int8 (post-training static quantization)" in out and "/work/runs" not in out
+
+
+def test_the_shipped_card_fills_every_new_section(card):
+    """Whatever the numbers of the weights in the repo, their card carries what the report shows."""
+    assert fer2013_test_rows(card) is not None
+    assert len(calibration_lines(card)) >= 2
+    assert confusion_pair(split_metrics_of(card, "validation"))
+    assert {item.label for item in uncertainty_numbers(card)} >= {"Threshold", "AUROC"}
+    assert "Inference precision" in dict(model_details(card))
+
+
+def split_metrics_of(card, split):
+    return card["metrics"][split]

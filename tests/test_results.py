@@ -6,17 +6,22 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import encode
+from conftest import encode, iou
 from PIL import Image
 
+from fer.batch import results_to_csv
 from fer.data import CLASSES
 from fer.plots import CLASS_COLORS
 from fer.results import (
+    DISPLAY_SIDE,
+    THUMBNAIL_SIDE,
     annotate,
     escape_markdown,
     faces_table,
+    for_display,
+    in_reading_order,
+    jpeg_to_png,
     png_bytes,
-    results_csv,
     results_json,
     sample_photo,
 )
@@ -57,20 +62,83 @@ def test_faces_table_has_one_row_per_face_with_probabilities(photo_result, predi
     assert len(table) == 3
     assert list(table["face"]) == [1, 2, 3]
     assert set(table["file"]) == {"three faces.jpg"}
+    assert list(table["uncertain"]) == [bool(f.uncertain) for f in photo_result.faces]
     np.testing.assert_allclose(table[list(CLASSES)].sum(axis=1), 1.0, atol=1e-5)
     assert list(table["label"]) == [face.label for face in photo_result.faces]
     assert table[["x", "y", "width", "height"]].values.tolist() == [f.box.as_list() for f in photo_result.faces]
 
 
-def test_csv_and_json_downloads_carry_boxes_and_probabilities(photo_result):
-    table = pd.read_csv(io.StringIO(results_csv([photo_result])))
-    assert len(table) == 3 and {"file", "label", *CLASSES, "x", "y", "width", "height"} <= set(table.columns)
-    photos = json.loads(results_json([photo_result]))
+def test_csv_and_json_downloads_carry_boxes_probabilities_and_uncertainty(photo_result):
+    ordered = in_reading_order(photo_result)
+    table = pd.read_csv(io.StringIO(results_to_csv([ordered])))
+    assert len(table) == 3
+    assert {"file", "face", "label", *(f"p_{c}" for c in CLASSES), "x", "y", "w", "h"} <= set(table.columns)
+    assert table[["x", "y", "w", "h"]].values.tolist() == [f.box.as_list() for f in ordered.faces]
+    assert table["face"].tolist() == [1, 2, 3]
+    np.testing.assert_allclose(table["uncertainty"], [f.uncertainty for f in ordered.faces], atol=1e-4)
+    assert table["uncertain"].tolist() == [bool(f.uncertain) for f in ordered.faces]
+    photos = json.loads(results_json([ordered]))
     assert photos[0]["file"] == "three faces.jpg"
     faces = photos[0]["faces"]
-    assert [f["box"] for f in faces] == [f.box.as_list() for f in photo_result.faces]
+    assert [f["box"] for f in faces] == [f.box.as_list() for f in ordered.faces]
     assert [f["face"] for f in faces] == [1, 2, 3]
+    assert [f["uncertain"] for f in faces] == [bool(f.uncertain) for f in ordered.faces]
+    assert [f["uncertainty"] for f in faces] == [round(float(f.uncertainty), 4) for f in ordered.faces]
     assert all(abs(sum(f["probs"].values()) - 1) < 1e-3 for f in faces)
+
+
+def test_the_csv_defuses_formulas_in_file_names(photo_result):
+    from dataclasses import replace
+
+    named = replace(photo_result, file='=HYPERLINK("http://evil","x").jpg')
+    table = pd.read_csv(io.StringIO(results_to_csv([named])))
+    assert set(table["file"]) == {'\'=HYPERLINK("http://evil","x").jpg'}
+
+
+@pytest.fixture(scope="module")
+def two_rows(predictor, detectable_faces):
+    """A photo of two rows of real faces, the lower row further left and larger: (result, pasted boxes by row)."""
+    yy, xx = np.mgrid[0:760, 0:1000]
+    photo = Image.fromarray((90 + 60 * xx / 1000 + 30 * yy / 760).astype(np.uint8)).convert("RGB")
+    boxes = [[420, 40, 160, 160], [760, 70, 160, 160], [60, 400, 260, 260], [520, 430, 220, 220]]
+    for face, (x, y, w, _) in zip(detectable_faces, boxes, strict=True):
+        photo.paste(Image.fromarray(face).resize((w, w), Image.Resampling.BICUBIC).convert("RGB"), (x, y))
+    result = predictor.predict(encode(photo, "PNG"), name="two rows.png")
+    assert len(result.faces) == 4, [f.box.as_list() for f in result.faces]
+    return result, boxes
+
+
+def test_faces_are_numbered_across_the_photo_then_down(two_rows):
+    result, boxes = two_rows
+    ordered = in_reading_order(result)
+    assert [f.index for f in ordered.faces] == [0, 1, 2, 3]
+    for face, pasted in zip(ordered.faces, boxes, strict=True):
+        assert iou(face.box.as_list(), pasted) > 0.5, (face.box.as_list(), pasted)
+    # The same faces with the same numbers: nothing else about them changes, and fer's result is left alone.
+    by_box = {tuple(f.box.as_list()): f for f in result.faces}
+    for face in ordered.faces:
+        original = by_box[tuple(face.box.as_list())]
+        assert face.label == original.label and np.array_equal(face.probs, original.probs)
+    assert [f.index for f in result.faces] == list(range(4))
+
+
+def test_for_display_keeps_the_annotated_picture_not_the_photo(two_rows):
+    result, _ = two_rows
+    shown = for_display(result)
+    assert shown.result.image is None and result.image is not None
+    assert shown.result.faces == in_reading_order(result).faces
+    picture = Image.open(io.BytesIO(shown.picture))
+    assert picture.format == "JPEG" and picture.size == result.image.size  # 1000 px: under DISPLAY_SIDE
+    assert max(Image.open(io.BytesIO(shown.thumbnail)).size) == THUMBNAIL_SIDE < DISPLAY_SIDE
+    # Boxes keep their class colour through JPEG (no chroma subsampling).
+    pixels = np.asarray(picture, dtype=np.float32)
+    for face in shown.result.faces:
+        x, y, w, h = face.box.as_list()
+        edge = pixels[y + h // 2, x + 1]
+        assert np.abs(edge - np.array(_rgb(CLASS_COLORS[face.label]))).mean() < 25, (face.label, edge)
+    assert Image.open(io.BytesIO(jpeg_to_png(shown.picture))).format == "PNG"
+    unreadable = for_display(type(result)(file="notes.jpg", error="notes.jpg is a text file, not an image."))
+    assert unreadable.picture is None and unreadable.result.error
 
 
 def test_png_bytes_round_trip(photo_result):
