@@ -14,6 +14,7 @@ from fer.data import CLASSES
 from fer.explain import overlay
 from fer.faces import MAX_FILE_BYTES
 from fer.plots import probability_bars
+from fer.report import PERCENT_FORMAT
 from fer.results import (
     SAMPLE_CREDIT,
     SAMPLE_NAME,
@@ -248,7 +249,7 @@ def gallery(photos: list[Photo]) -> None:
         )
     results = [photo.shown.result for photo in photos]
     st.subheader("All faces")
-    table = faces_table(results)
+    table = faces_table(results, in_percent=True)
     if table.empty:
         st.info("No face was found in these photos. Open a photo below to classify it as a whole.")
     else:
@@ -256,8 +257,10 @@ def gallery(photos: list[Photo]) -> None:
             table,
             hide_index=True,
             column_config={
-                "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0, max_value=1),
-                **{c: st.column_config.NumberColumn(c, format="percent") for c in CLASSES},
+                "confidence": st.column_config.ProgressColumn(
+                    "confidence", format=PERCENT_FORMAT, min_value=0, max_value=100
+                ),
+                **{c: st.column_config.NumberColumn(c, format=PERCENT_FORMAT) for c in CLASSES},
                 "uncertainty": st.column_config.NumberColumn("uncertainty", format="%.2f"),
             },
         )

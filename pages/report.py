@@ -61,6 +61,16 @@ def reliability_from_data(card: dict) -> dict | None:
     }
 
 
+def metric_cards(items, per_row: int = 4) -> None:
+    """Headline numbers as metric cards, a few to a row so that no label is cut short."""
+    rows = -(-len(items) // per_row)
+    per_row = -(-len(items) // max(rows, 1)) if items else per_row  # rows of even length: 6 as 3 + 3
+    for start in range(0, len(items), per_row):
+        for column, item in zip(st.columns(per_row), items[start : start + per_row], strict=False):
+            column.metric(item.label, item.value, border=True)
+            column.caption(item.detail)
+
+
 @st.cache_data(show_spinner=False, max_entries=2)
 def html_export(card: dict, size: int | None, reliability: dict | None) -> bytes:
     return report_html(card, weights_bytes=size, reliability=reliability).encode("utf-8")
@@ -95,11 +105,7 @@ def render() -> None:
         help="One self-contained HTML file with every chart; it opens offline and holds no dataset images.",
     )
 
-    items = headline(card, size)
-    if items:
-        for column, item in zip(st.columns(len(items)), items, strict=True):
-            column.metric(item.label, item.value, border=True)
-            column.caption(item.detail)
+    metric_cards(headline(card, size))
     comparable = fer2013_sentence(card)
     if comparable:
         st.markdown(escape_markdown(comparable))
@@ -165,10 +171,7 @@ def render() -> None:
     uncertain = uncertainty_summary(card)
     if uncertain:
         st.header("When the model is unsure")
-        numbers = uncertainty_numbers(card)
-        for column, item in zip(st.columns(len(numbers)), numbers, strict=True):
-            column.metric(item.label, item.value, border=True)
-            column.caption(item.detail)
+        metric_cards(uncertainty_numbers(card))
         st.markdown(" ".join(escape_markdown(line) for line in uncertain))
 
     data_card = card.get("data_card") or {}

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import encode, iou
+from conftest import encode, iou, make_photo
 from PIL import Image
 
 from fer.batch import results_to_csv
@@ -63,6 +63,9 @@ def test_faces_table_has_one_row_per_face_with_probabilities(photo_result, predi
     assert list(table["face"]) == [1, 2, 3]
     assert set(table["file"]) == {"three faces.jpg"}
     assert list(table["uncertain"]) == [bool(f.uncertain) for f in photo_result.faces]
+    in_percent = faces_table([photo_result], in_percent=True)
+    np.testing.assert_allclose(in_percent[list(CLASSES)], table[list(CLASSES)] * 100)
+    np.testing.assert_allclose(in_percent["confidence"], table["confidence"] * 100)
     np.testing.assert_allclose(table[list(CLASSES)].sum(axis=1), 1.0, atol=1e-5)
     assert list(table["label"]) == [face.label for face in photo_result.faces]
     assert table[["x", "y", "width", "height"]].values.tolist() == [f.box.as_list() for f in photo_result.faces]
@@ -157,3 +160,20 @@ def test_escape_markdown_neutralises_links_and_formatting():
     assert escape_markdown("a_b*c.jpg") == r"a\_b\*c\.jpg"
     escaped = escape_markdown("[click](javascript:alert(1))<b>x</b>")
     assert "[" not in escaped.replace("\\[", "") and "<" not in escaped.replace("\\<", "")
+
+
+def test_for_display_shrinks_a_large_photo_and_keeps_the_boxes_in_photo_pixels(predictor, detectable_faces):
+    photo, pasted = make_photo(detectable_faces[:2], size=(2400, 1800), face_side=400)
+    result = predictor.predict(encode(photo), name="large.jpg")
+    shown = for_display(result)
+    picture = Image.open(io.BytesIO(shown.picture))
+    assert picture.size == (DISPLAY_SIDE, DISPLAY_SIDE * 1800 // 2400)
+    assert [f.box.as_list() for f in shown.result.faces] == [f.box.as_list() for f in in_reading_order(result).faces]
+    # Each box is drawn where the face is, at the picture's scale.
+    pixels = np.asarray(picture, dtype=np.float32)
+    scale = DISPLAY_SIDE / 2400
+    for face in shown.result.faces:
+        x, y, w, h = (round(v * scale) for v in face.box.as_list())
+        edge = pixels[y + h // 2, x + 1]
+        assert np.abs(edge - np.array(_rgb(CLASS_COLORS[face.label]))).mean() < 25, (face.label, edge)
+    assert len(pasted) == len(shown.result.faces)

@@ -123,12 +123,7 @@ def test_served_app_writes_nothing_while_handling_a_small_photo(served):
     assert served["steps"]["small"] == [], served["steps"]["small"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Streamlit's server (Starlette) spools an upload body over 1 MB to an anonymous temp file "
-    "(MultiPartParser.spool_max_size): the photo touches the disk. Requested in the app: raise "
-    "starlette.formparsers.MultiPartParser.spool_max_size above server.maxUploadSize at start-up.",
-)
 def test_served_app_writes_nothing_while_handling_a_phone_sized_photo(served):
-    # An `open` of the temp folder itself is an O_TMPFILE file: unnamed, but its bytes are on disk.
+    # Over 1 MB, Starlette would spool the upload to a temp file (an `open` of the temp folder itself,
+    # O_TMPFILE: unnamed, but its bytes on disk); the app raises its spool limit (common.keep_uploads_in_memory).
     assert served["steps"]["large"] == [], served["steps"]["large"]
