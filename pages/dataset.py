@@ -94,7 +94,10 @@ def show_headline(metrics: dict, flagged: int | None) -> None:
     columns[1].metric("Accuracy", f"{metrics['accuracy']:.1%}")
     columns[2].metric("Macro F1", f"{metrics['macro_f1']:.1%}")
     columns[3].metric(
-        "Calibration error (ECE)", f"{metrics['ece']:.1%}", help="Lower is better: confidence that matches accuracy."
+        "Calibration error (ECE)",
+        f"{metrics['ece']:.1%}",
+        help="Lower is better: confidence that matches accuracy. On validation this is in-sample (the softmax "
+        "temperature was fitted there); the Model report has the cross-fitted number.",
     )
     if flagged is not None:
         columns[4].metric("Flagged images", f"{flagged:,}", help="Exact pixel duplicates or conflicting labels.")

@@ -126,6 +126,18 @@ def test_every_page_renders_with_a_dataset(with_dataset, page):
 # -- predict ----------------------------------------------------------------------------------------
 
 
+def test_the_server_keeps_every_upload_it_accepts_in_memory(no_dataset):
+    import tomllib
+    from pathlib import Path
+
+    from starlette.formparsers import MultiPartParser
+
+    server = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())["server"]
+    open_app()
+    # Starlette spools a file part bigger than this to a temp file on disk.
+    assert MultiPartParser.spool_max_size > server["maxUploadSize"] * 2**20
+
+
 def test_predict_page_starts_with_a_helpful_empty_state(no_dataset):
     at = open_app()
     assert texts(at.title) == [TITLES["pages/predict.py"]]
