@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 
 from fer.checkpoint import DEFAULT_WEIGHTS
 from fer.errors import FerError
@@ -36,7 +37,10 @@ def _predict(args) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        results = predict_batch(predictor, args.images, progress=progress, detect=not args.no_detect)
+        # The CLI never shows the photos: drop each decoded image as soon as its faces are found.
+        results = predict_batch(
+            predictor, args.images, progress=progress, detect=not args.no_detect, keep=lambda r: replace(r, image=None)
+        )
     if args.csv:
         write_csv(results, args.csv)
     if args.json:

@@ -314,6 +314,22 @@ class FaceDetector:
         return sorted(boxes, key=lambda b: (-b.w * b.h, b.y, b.x))
 
 
+def reading_order(boxes: list[Box]) -> list[int]:
+    """Indices of `boxes` as people read a photo: rows top to bottom, each row left to right.
+
+    A box joins the current row when its centre lies above the bottom of that row's first box.
+    """
+    rows: list[list[int]] = []
+    for i in sorted(range(len(boxes)), key=lambda i: (boxes[i].y + boxes[i].h / 2, boxes[i].x)):
+        centre = boxes[i].y + boxes[i].h / 2
+        first = boxes[rows[-1][0]] if rows else None
+        if first is not None and centre <= first.y + first.h:
+            rows[-1].append(i)
+        else:
+            rows.append([i])
+    return [i for row in rows for i in sorted(row, key=lambda i: boxes[i].x)]
+
+
 def crop_face(gray: Image.Image, box: Box, margin: float = CROP_MARGIN) -> np.ndarray:
     """The 48x48 face for `box`, grown by `margin` on each side; edges are replicated outside the photo."""
     pad = round(max(box.w, box.h) * margin)

@@ -19,7 +19,7 @@ from fer import quantize
 from fer.checkpoint import DEFAULT_WEIGHTS, load_model
 from fer.data import CLASSES
 from fer.errors import FerError, ImageError, WeightsError
-from fer.faces import MAX_FACES, Box, FaceDetector, LoadedImage, crop_face, load_image
+from fer.faces import MAX_FACES, Box, FaceDetector, LoadedImage, crop_face, load_image, reading_order
 from fer.model import FerNet
 from fer.preprocess import FACE_SIZE, to_face_array
 
@@ -181,6 +181,7 @@ class Predictor:
             if found > MAX_FACES:
                 notes.append(f"{found} faces found: only the {MAX_FACES} largest were classified")
                 boxes = boxes[:MAX_FACES]
+            boxes = [boxes[i] for i in reading_order(boxes)]  # the cap keeps the largest; number them as read
             crops = [crop_face(gray, box) for box in boxes]
         else:
             width, height = gray.size

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from PIL import Image, ImageDraw, ImageFont
 
 from fer.data import CLASSES
+from fer.faces import reading_order
 from fer.plots import CLASS_COLORS
 from fer.predict import FaceResult, PhotoResult
 
@@ -65,21 +66,13 @@ def face_title(face: FaceResult) -> str:
 
 
 def in_reading_order(result: PhotoResult) -> PhotoResult:
-    """A copy of `result` whose faces are numbered as people read the photo: rows top to bottom, left to right.
+    """A copy of `result` whose faces are numbered as people read the photo (fer.faces.reading_order).
 
-    fer numbers faces largest first (the order in which the face cap keeps them); on screen and in the
-    downloads they should read 1, 2, 3 across the photo. A face belongs to the row above when its
-    centre lies above the bottom of that row's first face. The result from fer is left unchanged.
+    fer's Predictor already returns faces in this order; results built elsewhere (or older ones) get
+    the same numbering on screen and in the downloads. The given result is left unchanged.
     """
-    rows: list[list[FaceResult]] = []
-    for face in sorted(result.faces, key=lambda f: (f.box.y + f.box.h / 2, f.box.x)):
-        centre = face.box.y + face.box.h / 2
-        if rows and centre <= rows[-1][0].box.y + rows[-1][0].box.h:
-            rows[-1].append(face)
-        else:
-            rows.append([face])
-    ordered = [face for row in rows for face in sorted(row, key=lambda f: f.box.x)]
-    return replace(result, faces=[replace(face, index=i) for i, face in enumerate(ordered)])
+    order = reading_order([face.box for face in result.faces])
+    return replace(result, faces=[replace(result.faces[k], index=i) for i, k in enumerate(order)])
 
 
 @dataclass

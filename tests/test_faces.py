@@ -20,7 +20,7 @@ from PIL import Image, ImageFile
 from fer.cli import main
 from fer.data import CLASSES
 from fer.errors import ImageError
-from fer.faces import MAX_FACES, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, Box, crop_face, load_image
+from fer.faces import MAX_FACES, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, Box, crop_face, load_image, reading_order
 from fer.preprocess import FACE_SIZE
 
 # -- generated files --------------------------------------------------------------------------------
@@ -539,8 +539,13 @@ def test_more_faces_than_the_cap_keeps_the_largest_and_says_so(predictor, crowd_
     assert result.faces_found == 60 > MAX_FACES
     assert len(result.faces) == MAX_FACES
     assert f"{result.faces_found} faces found: only the {MAX_FACES} largest were classified" in result.notes
-    areas = [face.box.w * face.box.h for face in result.faces]
-    assert areas == sorted(areas, reverse=True)
+    # The cap keeps the largest faces, then numbers them as people read the photo.
+    boxes_kept = [face.box for face in result.faces]
+    assert reading_order(boxes_kept) == list(range(MAX_FACES))
+    every_box = predictor.detector.detect(np.asarray(photo.convert("L")))
+    smallest_kept = min(b.w * b.h for b in boxes_kept)
+    assert sum(b.w * b.h >= smallest_kept for b in every_box) >= MAX_FACES
+    assert all(b in boxes_kept for b in every_box if b.w * b.h > smallest_kept)
 
 
 def test_cap_keeps_the_largest_faces(predictor, crowd_faces, monkeypatch):
@@ -552,9 +557,10 @@ def test_cap_keeps_the_largest_faces(predictor, crowd_faces, monkeypatch):
 
     assert capped.faces_found == 30 and len(capped.faces) == 5
     assert "30 faces found: only the 5 largest were classified" in capped.notes
-    assert found_boxes(capped) == found_boxes(uncapped)[:5]
+    assert {tuple(b) for b in found_boxes(capped)} <= {tuple(b) for b in found_boxes(uncapped)}
     smallest_kept = min(face.box.w * face.box.h for face in capped.faces)
-    assert all(face.box.w * face.box.h <= smallest_kept for face in uncapped.faces[5:])
+    dropped = [f for f in uncapped.faces if f.box.as_list() not in found_boxes(capped)]
+    assert len(dropped) == 25 and all(face.box.w * face.box.h <= smallest_kept for face in dropped)
 
 
 # -- detector and crop on edge cases ------------------------------------------------------------------
@@ -601,3 +607,8 @@ def test_file_label_defaults(tmp_path, photo_jpeg):
         load_image(path)
     assert load_image(bytearray(photo_jpeg)).format == "JPEG"
     assert load_image(memoryview(photo_jpeg)).format == "JPEG"
+
+
+def test_reading_order_numbers_rows_top_to_bottom_then_left_to_right():
+    boxes = [Box(300, 20, 50, 50), Box(10, 30, 60, 60), Box(150, 200, 40, 40), Box(20, 210, 50, 50)]
+    assert reading_order(boxes) == [1, 0, 3, 2]
