@@ -24,6 +24,11 @@ DEFAULT_WEIGHTS = WEIGHTS_DIR / "fer_net.pt"
 CARD_NAME = "model_card.json"
 
 
+def weights_path() -> Path:
+    """The weights the app and the CLI use by default: `FER_WEIGHTS` if set, else the shipped file."""
+    return Path(os.environ.get("FER_WEIGHTS") or DEFAULT_WEIGHTS)
+
+
 def sha256_of(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

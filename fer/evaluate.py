@@ -18,7 +18,7 @@ import numpy as np
 
 from fer import data
 from fer.calibrate import softmax, uncertainty_report
-from fer.checkpoint import DEFAULT_WEIGHTS, sha256_of
+from fer.checkpoint import sha256_of, weights_path
 from fer.data import CLASSES
 from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins  # noqa: F401 (re-exported)
 from fer.predict import Classifier, load_classifier, uncertainty_scores
@@ -81,7 +81,7 @@ def evaluate_folder(
 ) -> tuple[dict, data.FaceSet, np.ndarray]:
     root = data.find_data_dir(data_dir)
     faces = data.load_folder(root, split)
-    weights = Path(weights or DEFAULT_WEIGHTS)
+    weights = Path(weights or weights_path())
     classifier = classifier or load_classifier(weights)
     train_dir = known_train_split(faces.folder, split, root)
     train = data.load_folder(train_dir) if train_dir else None

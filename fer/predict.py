@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from fer import quantize
-from fer.checkpoint import DEFAULT_WEIGHTS, load_model
+from fer.checkpoint import load_model, weights_path
 from fer.data import CLASSES
 from fer.errors import FerError, ImageError, WeightsError
 from fer.faces import MAX_FACES, Box, FaceDetector, LoadedImage, crop_face, load_image, reading_order
@@ -103,8 +103,8 @@ class Classifier:
 
 
 def load_classifier(weights: str | os.PathLike | None = None, tta: bool = False) -> Classifier:
-    """The classifier for `weights` (default: the shipped weights/fer_net.pt, checked against its sha256)."""
-    model, meta = load_model(weights or DEFAULT_WEIGHTS)
+    """The classifier for `weights` (default: `FER_WEIGHTS`, else the shipped weights/fer_net.pt, sha256-checked)."""
+    model, meta = load_model(weights or weights_path())
     return Classifier(model, meta, tta=tta)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from fer.checkpoint import DEFAULT_WEIGHTS, card_path_for, read_card
+from fer.checkpoint import card_path_for, read_card, weights_path
 from fer.errors import DataError, FerError
 
 # Widget values that must survive a visit to another page (Streamlit forgets widgets it does not draw).
@@ -71,7 +71,7 @@ def _file_stamp(path: Path) -> tuple[str, int, int]:
 
 
 def weights_stamp() -> tuple[str, int, int]:
-    return _file_stamp(Path(DEFAULT_WEIGHTS))
+    return _file_stamp(weights_path())
 
 
 @st.cache_resource(show_spinner="Loading the model...", max_entries=2)
@@ -109,12 +109,12 @@ def explainer():
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _card(stamp) -> dict | None:
-    return read_card(DEFAULT_WEIGHTS)
+    return read_card(weights_path())
 
 
 def card() -> dict | None:
     """The model card beside the shipped weights (None when there is none)."""
-    return _card(_file_stamp(card_path_for(Path(DEFAULT_WEIGHTS))))
+    return _card(_file_stamp(card_path_for(weights_path())))
 
 
 def layer_choices() -> list[str]:

@@ -1,10 +1,9 @@
 """Model report: what the shipped model does, how well, where it fails, and the data it learnt from."""
 
-from pathlib import Path
 
 import streamlit as st
 
-from fer.checkpoint import DEFAULT_WEIGHTS
+from fer.checkpoint import weights_path
 from fer.data import CLASSES
 from fer.plots import (
     class_balance_bars,
@@ -37,7 +36,7 @@ common.use_navigation()  # before anything is drawn: see common.use_navigation
 
 
 def weights_bytes() -> int | None:
-    path = Path(DEFAULT_WEIGHTS)
+    path = weights_path()
     return path.stat().st_size if path.is_file() else None
 
 
