@@ -153,14 +153,6 @@ def select(
     return index
 
 
-def confusion_matrix(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
-    """Counts, rows true class, columns predicted class (the same as fer.evaluate.compute_metrics)."""
-    k = len(CLASSES)
-    matrix = np.zeros((k, k), dtype=int)
-    np.add.at(matrix, (np.asarray(labels, dtype=int), probs.argmax(axis=1)), 1)
-    return matrix
-
-
 # -- duplicates and conflicting labels ---------------------------------------------------------------
 
 

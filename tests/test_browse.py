@@ -86,8 +86,7 @@ def test_verdicts_select_right_wrong_and_order_by_confidence(val_subset, subset_
 
 
 def test_a_confusion_cell_selects_exactly_its_images(val_subset, subset_probs):
-    matrix = browse.confusion_matrix(val_subset.labels, subset_probs)
-    assert matrix.tolist() == compute_metrics(val_subset.labels, subset_probs)["confusion_matrix"]
+    matrix = np.array(compute_metrics(val_subset.labels, subset_probs)["confusion_matrix"])
     preds = subset_probs.argmax(1)
     for t, true in enumerate(CLASSES):
         for p, predicted in enumerate(CLASSES):
