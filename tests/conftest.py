@@ -90,6 +90,20 @@ def make_photo(faces: list[np.ndarray], size=(900, 700), face_side=200, seed=0):
     return photo, boxes
 
 
+def face_grid(faces: list[np.ndarray], columns: int, side: int = 110, gap: int = 40):
+    """Faces enlarged to `side` on a grid over a smooth background: (photo, boxes in grid order)."""
+    rows = -(-len(faces) // columns)
+    width, height = columns * side + (columns + 1) * gap, rows * side + (rows + 1) * gap
+    yy, xx = np.mgrid[0:height, 0:width]
+    photo = Image.fromarray((90 + 60 * xx / width + 30 * yy / height).astype(np.uint8)).convert("RGB")
+    boxes = []
+    for i, face in enumerate(faces):
+        x, y = gap + (i % columns) * (side + gap), gap + (i // columns) * (side + gap)
+        photo.paste(Image.fromarray(face).resize((side, side), Image.Resampling.BICUBIC).convert("RGB"), (x, y))
+        boxes.append([x, y, side, side])
+    return photo, boxes
+
+
 def encode(image: Image.Image, fmt: str = "JPEG", **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **params)

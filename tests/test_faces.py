@@ -14,7 +14,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from conftest import encode, iou, make_photo
+from conftest import encode, face_grid, iou, make_photo
 from PIL import Image, ImageFile
 
 from fer.cli import main
@@ -459,20 +459,6 @@ def test_small_images_at_the_minimum_side_are_read(predictor, framed_faces):
 
 
 # -- many faces -------------------------------------------------------------------------------------
-
-
-def face_grid(faces: list[np.ndarray], columns: int, side: int = 110, gap: int = 40):
-    """Faces enlarged to `side` on a grid over a smooth background: (photo, boxes in grid order)."""
-    rows = -(-len(faces) // columns)
-    width, height = columns * side + (columns + 1) * gap, rows * side + (rows + 1) * gap
-    yy, xx = np.mgrid[0:height, 0:width]
-    photo = Image.fromarray((90 + 60 * xx / width + 30 * yy / height).astype(np.uint8)).convert("RGB")
-    boxes = []
-    for i, face in enumerate(faces):
-        x, y = gap + (i % columns) * (side + gap), gap + (i // columns) * (side + gap)
-        photo.paste(Image.fromarray(face).resize((side, side), Image.Resampling.BICUBIC).convert("RGB"), (x, y))
-        boxes.append([x, y, side, side])
-    return photo, boxes
 
 
 @pytest.fixture(scope="module")
