@@ -43,7 +43,9 @@ def find_data_dir(cli_value: str | os.PathLike | None = None) -> Path:
     try:
         found = path.is_dir()
     except OSError as error:  # e.g. a name too long for the file system
-        raise DataError(f"Dataset folder {str(path)[:200]!r} (from {source}) cannot be used: {error.strerror}.") from error
+        raise DataError(
+            f"Dataset folder {str(path)[:200]!r} (from {source}) cannot be used: {error.strerror}."
+        ) from error
     if not found:
         raise DataError(
             f"Dataset folder not found: {path} (from {source}). Pass --data DIR or set FER_DATA_DIR to a "

@@ -1,6 +1,5 @@
 """Model report: what the shipped model does, how well, where it fails, and the data it learnt from."""
 
-
 import streamlit as st
 
 from fer.checkpoint import weights_path

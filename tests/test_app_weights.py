@@ -21,7 +21,11 @@ def tampered(tmp_path):
 
 @pytest.mark.parametrize(
     "kind,message",
-    [("tampered", "corrupt or was modified"), ("missing", "Weights file not found"), ("text", "not a readable fer checkpoint")],
+    [
+        ("tampered", "corrupt or was modified"),
+        ("missing", "Weights file not found"),
+        ("text", "not a readable fer checkpoint"),
+    ],
 )
 def test_app_shows_a_clear_message_for_broken_weights(kind, message, tampered, tmp_path, monkeypatch):
     path = {"tampered": tampered, "missing": tmp_path / "gone.pt", "text": tmp_path / "notes.pt"}[kind]
