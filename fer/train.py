@@ -261,7 +261,8 @@ def main(args) -> dict:
     argv = argv[1:] if argv[:1] == ["train"] else argv
     summary = {
         "command": "python -m fer train " + shlex.join(argv),
-        "recipe": {k: v for k, v in vars(args).items() if k not in ("resume", "quiet")},
+        # Only the training options: the CLI adds its own entries (its handler function) to `args`.
+        "recipe": {k: v for k, v in vars(args).items() if k not in ("resume", "quiet") and not callable(v)},
         "data": info,
         "model": {"config": config.to_dict(), "params": count_params(model), "macs": count_macs(model)},
         "best_epoch": best["epoch"],

@@ -52,3 +52,13 @@ def test_resume_continues_where_it_stopped(tiny_dataset, tmp_path):
     model, meta = load_model(tmp_path / "best.pt")
     assert meta["epoch"] in (0, 1)
     assert model(torch.rand(2, 1, 48, 48)).shape == (2, 4)
+
+
+def test_train_command_writes_a_json_summary_with_its_recipe(tiny_dataset, tmp_path):
+    from fer.cli import main as cli
+
+    args = ["train", "--data", str(tiny_dataset), "--out", str(tmp_path), "--epochs", "1", "--train-limit", "64"]
+    assert cli([*args, "--widths", "8", "8", "8", "8", "--depths", "1", "1", "1", "1", "--quiet"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["recipe"]["epochs"] == 1 and summary["recipe"]["widths"] == [8, 8, 8, 8]
+    assert "handler" not in summary["recipe"] and summary["command"].startswith("python -m fer train")
