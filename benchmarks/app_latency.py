@@ -1,6 +1,6 @@
 """How fast the app answers: server start, and a photo's full Predict page once the model is loaded.
 
-    nice -n 19 python benchmarks/app_latency.py [--photos 8] [--faces 3]
+    nice -n 19 python -m benchmarks.app_latency [--photos 8] [--faces 3]
 
 Runs the real app in Streamlit's AppTest (the page script end to end: decode, detect, classify,
 Grad-CAM, charts, downloads) on photos made from dataset faces (never saved), and `streamlit run`

@@ -1,6 +1,6 @@
 """Speed and memory of the shipped model on this machine; prints a Markdown table for the README.
 
-    python benchmarks/bench.py [--weights PATH] [--repeats 200]
+    python -m benchmarks.bench [--weights PATH] [--repeats 200]
 
 Measures: single-face classification latency (model only, median and p95; 1 thread and torch's
 default threads), batch throughput (faces/s), the whole-photo pipeline (decode + detect + classify) on a

@@ -4,7 +4,7 @@ Dataset faces are enlarged 5x and pasted on a flat background; for each face the
 script prints where the original 48x48 frame lies relative to the box. The margin that makes a crop
 match the training framing is (frame side / box side - 1) / 2.
 
-    python benchmarks/face_framing.py [--data DIR] [--n 400]
+    python -m benchmarks.face_framing [--data DIR] [--n 400]
 """
 
 import argparse

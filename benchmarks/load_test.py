@@ -1,6 +1,6 @@
 """Load test: many people using the served app at once, each in their own browser session.
 
-    nice -n 19 python benchmarks/load_test.py [--sessions 20] [--faces 3] [--timeout 600]
+    nice -n 19 python -m benchmarks.load_test [--sessions 20] [--faces 3] [--timeout 600]
 
 Starts `streamlit run streamlit_app.py` on a free localhost port, opens N browser contexts in one
 Debian Chromium (Playwright, async), lets every session load the Predict page, then has all of them
