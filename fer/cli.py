@@ -14,7 +14,7 @@ from fer.errors import FerError
 def _evaluate(args) -> int:
     from fer.evaluate import evaluate_folder, format_report, write_outputs
 
-    report, faces, probs = evaluate_folder(args.data, args.split, args.weights)
+    report, faces, probs = evaluate_folder(args.data, args.split, args.weights, tta=args.tta)
     write_outputs(report, faces, probs, args.json, args.predictions)
     if not args.json:
         print(format_report(report))
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
     ev.add_argument("--json", metavar="OUT", help="write the metrics report as JSON")
     ev.add_argument("--predictions", metavar="OUT.csv", help="write per-image predictions as CSV")
+    ev.add_argument("--tta", action="store_true", help="also classify the mirrored face and average (2x slower)")
     ev.set_defaults(handler=_evaluate)
 
     pr = commands.add_parser("predict", help="find and classify the faces in photos")

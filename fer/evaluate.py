@@ -78,11 +78,12 @@ def evaluate_folder(
     split: str | None = None,
     weights: str | os.PathLike | None = None,
     classifier: Classifier | None = None,
+    tta: bool = False,
 ) -> tuple[dict, data.FaceSet, np.ndarray]:
     root = data.find_data_dir(data_dir)
     faces = data.load_folder(root, split)
     weights = Path(weights or weights_path())
-    classifier = classifier or load_classifier(weights)
+    classifier = classifier or load_classifier(weights, tta=tta)
     train_dir = known_train_split(faces.folder, split, root)
     train = data.load_folder(train_dir) if train_dir else None
     votes_file = data.find_votes_file(root)
@@ -94,6 +95,7 @@ def evaluate_folder(
         **report,
         "weights": str(weights),
         "weights_sha256": sha256_of(weights),
+        "tta": classifier.tta,
     }
     return report, faces, probs
 

@@ -91,3 +91,18 @@ def test_evaluate_plain_folder_with_missing_classes_prints_a_table(tiny_dataset,
 def test_evaluate_reports_missing_data_cleanly(tmp_path, capsys):
     assert cli(["evaluate", "--data", str(tmp_path / "none")]) == 2
     assert "Dataset folder not found" in capsys.readouterr().err
+
+
+def test_evaluate_with_flip_tta_averages_the_face_and_its_mirror_image(tiny_dataset, classifier):
+    import torch
+
+    from fer.evaluate import evaluate_folder
+
+    plain, faces, probs = evaluate_folder(tiny_dataset, "validation")
+    with_tta, _, tta_probs = evaluate_folder(tiny_dataset, "validation", tta=True)
+    assert plain["tta"] is False and with_tta["tta"] is True
+    assert np.allclose(probs, classifier.predict_proba(faces.images), atol=1e-5)
+    mirrored = np.ascontiguousarray(faces.images[:, :, ::-1])
+    logits = (classifier.logits(faces.images) + classifier.logits(mirrored)) / 2
+    assert np.allclose(tta_probs, torch.softmax(logits / classifier.temperature, 1).numpy(), atol=1e-5)
+    assert not np.allclose(tta_probs, probs, atol=1e-3)
