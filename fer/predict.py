@@ -7,6 +7,7 @@ result = Predictor(classifier).predict(path_or_bytes)   # photo -> every face, b
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,14 @@ class Classifier:
         self.tta = tta
         self._fast = _inference_copy(model, self.meta)
         self.precision = "int8" if self.meta.get("int8_state_dict") and quantize.available() else "fp32"
+
+    def with_tta(self, tta: bool) -> Classifier:
+        """This classifier (the same weights, no copy) with flip test-time augmentation on or off."""
+        if tta == self.tta:
+            return self
+        other = copy.copy(self)
+        other.tta = tta
+        return other
 
     @staticmethod
     def to_batch(faces) -> torch.Tensor:

@@ -19,7 +19,7 @@ from fer.checkpoint import card_path_for, read_card, weights_path
 from fer.errors import DataError, FerError
 
 # Widget values that must survive a visit to another page (Streamlit forgets widgets it does not draw).
-PERSISTENT_KEYS = ("cam_method", "cam_target", "cam_layer", "cam_opacity", "data_dir", "ds_split")
+PERSISTENT_KEYS = ("cam_method", "cam_target", "cam_layer", "cam_opacity", "data_dir", "ds_split", "tta")
 PREDICTED = "predicted class"
 # Visitors may type a dataset folder on the Dataset page only where the operator allows it: otherwise
 # anyone reaching a deployed app could point the server at any folder it can read.
@@ -85,15 +85,16 @@ def classifier():
     return _classifier(weights_stamp())
 
 
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _predictor(stamp):
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _predictor(stamp, tta: bool = False):
     from fer.predict import Predictor
 
-    return Predictor(_classifier(stamp))
+    return Predictor(_classifier(stamp).with_tta(tta))
 
 
-def predictor():
-    return _predictor(weights_stamp())
+def predictor(tta: bool = False):
+    """The photo pipeline; `tta` also classifies each face mirrored and averages (2x the model time)."""
+    return _predictor(weights_stamp(), tta)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -137,25 +138,25 @@ def digest(data: bytes) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
-def _predict(data: bytes, name: str, detect: bool, stamp):
+def _predict(data: bytes, name: str, detect: bool, stamp, tta: bool = False):
     # In memory only (uploads never touch the disk); the same bytes are not decoded twice.
-    return _predictor(stamp).predict(data, name=name, detect=detect)
+    return _predictor(stamp, tta).predict(data, name=name, detect=detect)
 
 
-def predict_photo(data: bytes, name: str, detect: bool = True):
-    return _predict(data, name, detect, weights_stamp())
+def predict_photo(data: bytes, name: str, detect: bool = True, tta: bool = False):
+    return _predict(data, name, detect, weights_stamp(), tta)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
-def _photo_for_display(data: bytes, name: str, detect: bool, stamp):
+def _photo_for_display(data: bytes, name: str, detect: bool, stamp, tta: bool = False):
     from fer.results import for_display
 
-    return for_display(_predict(data, name, detect, stamp))
+    return for_display(_predict(data, name, detect, stamp, tta))
 
 
-def photo_for_display(data: bytes, name: str, detect: bool = True):
+def photo_for_display(data: bytes, name: str, detect: bool = True, tta: bool = False):
     """The photo's result as the Predict page shows it (fer.results.ShownPhoto), cached like `predict_photo`."""
-    return _photo_for_display(data, name, detect, weights_stamp())
+    return _photo_for_display(data, name, detect, weights_stamp(), tta)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -173,6 +174,19 @@ def sample_photo() -> bytes:
     from fer.results import sample_photo as load
 
     return load()
+
+
+def tta_setting() -> bool:
+    """The sidebar switch for flip test-time augmentation (kept across pages)."""
+    with st.sidebar:
+        st.header("Model")
+        return st.toggle(
+            "Also read the mirrored face",
+            key="tta",
+            help="Test-time augmentation: each face is classified as it is and mirrored, and the two are "
+            "averaged. About 1 point more accurate on validation (0.816 vs 0.807), twice the model time. "
+            "The uncertainty threshold was chosen without it.",
+        )
 
 
 def cam_settings() -> dict:

@@ -73,9 +73,9 @@ def photo_inputs() -> list[tuple[str, bytes]]:
     return [(SAMPLE_NAME, common.sample_photo())]
 
 
-def classify(files: list[tuple[str, bytes]]) -> list[Photo]:
+def classify(files: list[tuple[str, bytes]], tta: bool) -> list[Photo]:
     """Every photo, and every photo inside a zip, through fer.batch; done once per set of files in a session."""
-    signature = (common.weights_stamp(), tuple((name, common.digest(data)) for name, data in files))
+    signature = (common.weights_stamp(), tta, tuple((name, common.digest(data)) for name, data in files))
     done = st.session_state.get("predicted")
     if done is not None and done[0] == signature:
         return done[1]
@@ -87,7 +87,7 @@ def classify(files: list[tuple[str, bytes]]) -> list[Photo]:
             count = f" ({finished:,} of {total:,})" if total > 1 else ""
             bar.progress((n + finished / total) / len(files), text=f"Classified {escape_markdown(file)}{count}")
 
-        shown = predict_batch(common.predictor(), [(name, data)], progress=progress, keep=for_display)
+        shown = predict_batch(common.predictor(tta), [(name, data)], progress=progress, keep=for_display)
         key = common.digest(data)
         if is_archive_name(name):
             photos += [Photo(f"{key}-{i}", member, None) for i, member in enumerate(shown)]
@@ -99,11 +99,11 @@ def classify(files: list[tuple[str, bytes]]) -> list[Photo]:
     return photos
 
 
-def with_whole_images(photos: list[Photo]) -> list[Photo]:
+def with_whole_images(photos: list[Photo], tta: bool) -> list[Photo]:
     """Photos the user asked to classify as one face, classified so."""
     whole = st.session_state.get("whole_image", set())
     return [
-        photo._replace(shown=common.photo_for_display(photo.data, photo.shown.result.file, detect=False))
+        photo._replace(shown=common.photo_for_display(photo.data, photo.shown.result.file, detect=False, tta=tta))
         if photo.data is not None and photo.key in whole
         else photo
         for photo in photos
@@ -273,6 +273,7 @@ def render() -> None:
         "Drop in photos (or a .zip of them) or take one: every face is boxed and numbered, with its expression, "
         "the four probabilities and where the model looked."
     )
+    tta = common.tta_setting()
     settings = common.cam_settings()
     files = photo_inputs()
     if not files:
@@ -282,7 +283,7 @@ def render() -> None:
             icon=":material/add_photo_alternate:",
         )
         return
-    photos = with_whole_images(classify(files))
+    photos = with_whole_images(classify(files, tta), tta)
     st.session_state["predict_faces"] = [
         {"title": f"{photo.shown.result.file}, face {face.index + 1}", "face": face.face, "probs": face.probs}
         for photo in photos

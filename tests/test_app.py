@@ -196,6 +196,25 @@ def test_cam_settings_change_the_method_and_the_class_explained(no_dataset, phot
     assert len([c for c in captions if c == "Layer-CAM for sad"]) == 3
 
 
+def test_the_mirror_switch_gives_the_flip_tta_predictions(no_dataset, photo_with_faces, classifier):
+    from fer import Predictor
+
+    jpeg = encode(photo_with_faces[0])
+
+    def headings(at):
+        return [t for t in texts(at.subheader) if t.startswith("Face ")]
+
+    def expected(tta):
+        result = in_reading_order(Predictor(classifier.with_tta(tta)).predict(jpeg, name="group.jpg"))
+        return [f"Face {f.index + 1}: {f.label} ({f.confidence:.0%})" for f in result.faces]
+
+    assert expected(True) != expected(False)  # the photo tells the two apart
+    at = upload(open_app(), ("group.jpg", jpeg, "image/jpeg"))
+    assert headings(at) == expected(False)
+    at.toggle(key="tta").set_value(True)
+    assert headings(rerun(at)) == expected(True)
+
+
 def test_several_photos_show_a_gallery_and_one_table_of_all_faces(no_dataset, photo_with_faces, detectable_faces):
     photo, _ = photo_with_faces
     two, _ = make_photo(detectable_faces[3:4], size=(500, 400))
