@@ -83,7 +83,9 @@ def evaluate_folder(
     root = data.find_data_dir(data_dir)
     faces = data.load_folder(root, split)
     weights = Path(weights or weights_path())
-    classifier = classifier or load_classifier(weights, tta=tta)
+    classifier = classifier or load_classifier(weights)
+    if tta:  # also when a classifier is passed in
+        classifier = classifier.with_tta(True)
     train_dir = known_train_split(faces.folder, split, root)
     train = data.load_folder(train_dir) if train_dir else None
     votes_file = data.find_votes_file(root)
