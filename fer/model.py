@@ -121,7 +121,7 @@ def count_macs(model: FerNet) -> int:
     model.eval()
     with torch.no_grad():
         size = model.config.input_size
-        model(torch.zeros(1, 1, size, size))
+        model(torch.zeros(1, 1, size, size, device=next(model.parameters()).device))
     model.train(was_training)
     for handle in handles:
         handle.remove()
