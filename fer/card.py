@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fer import data, quantize
 from fer.calibrate import IN_SCOPE_FLAG_RATE, choose_threshold, cross_fitted_calibration, softmax, uncertainty_report
@@ -91,6 +92,8 @@ def build_card(
     run_dir, weights_out = Path(run_dir), Path(weights_out)
     root = data.find_data_dir(data_dir)
     model, meta = load_model(run_dir / "best.pt", verify=False)
+    # The file stores float16 (half the size); round now so quantization and metrics use what ships.
+    model = model.half().float()
     summary_file = run_dir / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     history = summary.get("history") or json.loads((run_dir / "history.json").read_text())
@@ -103,7 +106,7 @@ def build_card(
         "uncertainty_threshold": uncertainty["threshold"],
         "int8_state_dict": int8_state,
     }
-    sha = save_weights(weights_out, model, temperature=calibration["temperature"], extra=extra)
+    sha = save_weights(weights_out, model, temperature=calibration["temperature"], extra=extra, dtype=torch.float16)
     card = {
         "name": "FerNet",
         "weights_file": weights_out.name,
@@ -127,7 +130,7 @@ def build_card(
             "torch": summary.get("torch"),
         },
         "inference": {
-            "precision": "int8 (PyTorch FX post-training static quantization, x86 kernels); fp32 where int8 is unavailable and for Grad-CAM",
+            "precision": "int8 (PyTorch FX post-training static quantization, x86 kernels); fp32 (stored as float16) where int8 is unavailable and for Grad-CAM",
             "int8_calibration": f"activation ranges from {len(calibration_index)} random training faces (seed 0)",
         },
         "temperature": calibration["temperature"],

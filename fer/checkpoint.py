@@ -37,15 +37,29 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_weights(path: str | os.PathLike, model: FerNet, temperature: float = 1.0, extra: dict | None = None) -> str:
-    """Write an inference checkpoint (fp32 state dict, config, classes, temperature); returns its sha256."""
+def save_weights(
+    path: str | os.PathLike,
+    model: FerNet,
+    temperature: float = 1.0,
+    extra: dict | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> str:
+    """Write an inference checkpoint (state dict, config, classes, temperature); returns its sha256.
+
+    `dtype` is how float tensors are stored: the shipped file uses float16 to halve its size (`fer card`
+    rounds the model to float16 first, so every number in the card is measured on what ships); loading
+    always gives a float32 model.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "classes": list(CLASSES),
         "config": model.config.to_dict(),
-        "state_dict": {k: v.detach().float().clone() for k, v in model.state_dict().items()},
+        "state_dict": {
+            k: v.detach().to(dtype).clone() if v.is_floating_point() else v.detach().clone()
+            for k, v in model.state_dict().items()
+        },
         "temperature": float(temperature),
         **(extra or {}),
     }

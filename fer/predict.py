@@ -97,9 +97,11 @@ class Classifier:
         out = []
         for start in range(0, len(x), batch_size):
             batch = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
-            logits = self._fast(batch)
-            if self.tta:  # average with the mirrored face
-                logits = (logits + self._fast(torch.flip(batch, dims=[3]))) / 2
+            if self.tta:  # the faces and their mirror images in one pass (cheaper than two), logits averaged
+                both = self._fast(torch.cat([batch, torch.flip(batch, dims=[3])]))
+                logits = (both[: len(batch)] + both[len(batch) :]) / 2
+            else:
+                logits = self._fast(batch)
             out.append(logits)
         return torch.cat(out) if out else torch.zeros(0, len(CLASSES))
 

@@ -26,6 +26,17 @@ def test_round_trip_keeps_weights_and_temperature(tmp_path):
     assert torch.equal(loaded(x), model(x))
 
 
+def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    model = FerNet(ModelConfig(widths=(16, 32, 64, 128), depths=(1, 1, 1, 1))).eval()
+    save_weights(tmp_path / "fp32.pt", model)
+    save_weights(tmp_path / "fp16.pt", model, dtype=torch.float16)
+    assert (tmp_path / "fp16.pt").stat().st_size < 0.6 * (tmp_path / "fp32.pt").stat().st_size
+    loaded, _ = load_model(tmp_path / "fp16.pt")
+    assert next(loaded.parameters()).dtype == torch.float32
+    x = torch.rand(4, 1, 48, 48)
+    assert torch.equal(loaded(x), model.half().float()(x))  # exactly the rounded model, nothing lost beyond
+
+
 def shipped_copy(tmp_path):
     shutil.copy(DEFAULT_WEIGHTS, tmp_path / DEFAULT_WEIGHTS.name)
     shutil.copy(DEFAULT_WEIGHTS.parent / "model_card.json", tmp_path / "model_card.json")
