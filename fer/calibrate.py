@@ -5,10 +5,13 @@ on held-out faces. It is fitted on one half of validation and scored on the othe
 reported ECE is never measured on the faces T was fitted to; the shipped T is then fitted on all of
 validation.
 
-Uncertainty is 1 - the calibrated top probability. Faces whose FERPlus crowd majority is an expression
-outside our four (anger, disgust, fear, contempt) are the "unknown" ones; the AUROC says how well the
-score separates them from in-scope faces, and the threshold is chosen so that a fixed share of
-in-scope validation faces is flagged.
+Faces whose FERPlus crowd majority is an expression outside our four (anger, disgust, fear, contempt)
+are the "unknown" ones. The top probability barely tells them apart (the network was only ever shown
+four labels), but its pooled features do: a logistic "another expression" head on those features,
+fitted on the train faces the crowd put out of scope (classes reweighted to balance them, so its score
+is 0.5 where both look equally likely: a score, not a probability), is the uncertainty. The AUROC says
+how well a score separates out-of-scope validation faces from in-scope ones, and the threshold is
+chosen so that a fixed share of in-scope validation faces is flagged.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from torch.nn import functional as F
 
 from fer.metrics import auroc, expected_calibration_error
 from fer.predict import uncertainty_scores
+
+OTHER_HEAD_L2 = 1e-3  # ridge penalty on the standardised features (chosen on validation AUROC: 1e-3 > 1e-2 > 1e-1)
 
 IN_SCOPE_FLAG_RATE = 0.20  # share of in-scope validation faces the uncertainty threshold flags
 
@@ -79,17 +84,47 @@ def cross_fitted_calibration(logits: np.ndarray, labels: np.ndarray, seed: int =
     }
 
 
-def choose_threshold(probs: np.ndarray, out_of_scope: np.ndarray, flag_rate: float = IN_SCOPE_FLAG_RATE) -> float:
+def fit_other_expression_head(embeddings: np.ndarray, out_of_scope: np.ndarray, l2: float = OTHER_HEAD_L2) -> dict:
+    """Logistic regression from pooled features to "the crowd saw another expression".
+
+    Features are standardised for the fit and the standardisation is folded into the returned weight,
+    so scoring is one dot product: sigmoid(embedding @ weight + bias) (fer.predict.other_expression_scores).
+    """
+    x = torch.as_tensor(embeddings, dtype=torch.float64)
+    y = torch.as_tensor(out_of_scope, dtype=torch.float64)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    z = (x - mean) / std
+    positive = y.mean().clamp(1e-6, 1 - 1e-6)
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        # pos_weight balances the rare out-of-scope faces (~2% of train) against the rest.
+        loss = F.binary_cross_entropy_with_logits(z @ w + b, y, pos_weight=(1 - positive) / positive)
+        loss = loss + l2 * (w**2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    w, b = w.detach(), b.detach()
+    return {"weight": (w / std).float(), "bias": float(b - (w * mean / std).sum())}
+
+
+def choose_threshold(scores: np.ndarray, out_of_scope: np.ndarray, flag_rate: float = IN_SCOPE_FLAG_RATE) -> float:
     """The uncertainty above which `flag_rate` of the in-scope faces fall."""
-    return float(np.quantile(uncertainty_scores(probs)[~out_of_scope], 1 - flag_rate))
+    return float(np.quantile(np.asarray(scores)[~out_of_scope], 1 - flag_rate))
 
 
-def uncertainty_report(probs: np.ndarray, out_of_scope: np.ndarray, threshold: float) -> dict:
-    """How well the uncertainty score separates out-of-scope faces, and what the threshold flags."""
-    scores = uncertainty_scores(probs)
+def uncertainty_report(
+    scores: np.ndarray, out_of_scope: np.ndarray, threshold: float, probs: np.ndarray | None = None
+) -> dict:
+    """How well the uncertainty score separates out-of-scope faces, and what the threshold flags; with
+    `probs`, also the AUROC of 1 - top probability for comparison."""
+    scores = np.asarray(scores)
     flagged = scores >= threshold
-    return {
-        "score": "1 - max calibrated probability",
+    report = {
         "threshold": float(threshold),
         "auroc_out_of_scope": auroc(scores, out_of_scope),
         "n_out_of_scope": int(out_of_scope.sum()),
@@ -97,3 +132,6 @@ def uncertainty_report(probs: np.ndarray, out_of_scope: np.ndarray, threshold: f
         "in_scope_flagged": float(flagged[~out_of_scope].mean()),
         "out_of_scope_flagged": float(flagged[out_of_scope].mean()) if out_of_scope.any() else None,
     }
+    if probs is not None:
+        report["auroc_out_of_scope_max_probability"] = auroc(uncertainty_scores(probs), out_of_scope)
+    return report

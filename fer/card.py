@@ -17,7 +17,15 @@ import numpy as np
 import torch
 
 from fer import data, quantize
-from fer.calibrate import IN_SCOPE_FLAG_RATE, choose_threshold, cross_fitted_calibration, softmax, uncertainty_report
+from fer.calibrate import (
+    IN_SCOPE_FLAG_RATE,
+    OTHER_HEAD_L2,
+    choose_threshold,
+    cross_fitted_calibration,
+    fit_other_expression_head,
+    softmax,
+    uncertainty_report,
+)
 from fer.checkpoint import CARD_NAME, DEFAULT_WEIGHTS, load_model, save_weights
 from fer.evaluate import evaluate_folder
 from fer.model import count_macs, count_params
@@ -69,20 +77,46 @@ def data_card(root: Path) -> dict:
     }
 
 
-def calibrate(model, root: Path, meta: dict) -> tuple[dict, dict]:
-    """Temperature (cross-fitted on validation halves) and the uncertainty threshold for the served model."""
+def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict, dict, dict | None]:
+    """For the served model: the temperature (cross-fitted on validation halves), the "another
+    expression" head (fitted on train) and the uncertainty threshold (chosen on validation)."""
     validation = data.load_folder(root, "validation")
-    logits = Classifier(model, meta).logits(validation.images).numpy()
+    served = Classifier(model, meta)
+    logits, embeddings = served.outputs(validation.images)
+    logits = logits.numpy()
     calibration = cross_fitted_calibration(logits, validation.labels)
     probs = softmax(logits, calibration["temperature"])
-    uncertainty = {"threshold": DEFAULT_UNCERTAINTY_THRESHOLD, "note": "no FERPlus votes found: default threshold"}
+    uncertainty = {
+        "threshold": DEFAULT_UNCERTAINTY_THRESHOLD,
+        "note": "too few faces with FERPlus votes out of scope: default threshold on 1 - top probability",
+    }
+    head = None
     votes_file = data.find_votes_file(root)
-    if votes_file:
-        out_of_scope = data.crowd_out_of_scope(validation, data.load_votes(votes_file))
-        threshold = choose_threshold(probs, out_of_scope)
-        uncertainty = uncertainty_report(probs, out_of_scope, threshold)
-        uncertainty["chosen_to_flag"] = f"{IN_SCOPE_FLAG_RATE:.0%} of in-scope validation faces"
-    return calibration, uncertainty
+    votes = data.load_votes(votes_file) if votes_file else {}
+    train_out_of_scope = data.crowd_out_of_scope(train, votes) if votes else None
+    out_of_scope = data.crowd_out_of_scope(validation, votes) if votes else None
+    # The head needs out-of-scope examples on both sides: enough in train to fit, some in validation to check.
+    if (
+        train_out_of_scope is not None
+        and train_out_of_scope.sum() >= 20
+        and out_of_scope is not None
+        and out_of_scope.any()
+    ):
+        head = fit_other_expression_head(served.outputs(train.images)[1].numpy(), train_out_of_scope)
+        served = Classifier(model, {**meta, "other_expression_head": head})
+        scores = served.uncertainty(probs, embeddings)
+        threshold = choose_threshold(scores, out_of_scope)
+        uncertainty = {
+            "score": served.uncertainty_name,
+            **uncertainty_report(scores, out_of_scope, threshold, probs),
+            "chosen_to_flag": f"{IN_SCOPE_FLAG_RATE:.0%} of in-scope validation faces",
+            "head": (
+                f"logistic regression on the {embeddings.shape[1]} pooled features, L2 {OTHER_HEAD_L2:g} on standardised "
+                f"features, classes balanced; fitted on the {int(train_out_of_scope.sum())} train faces whose FERPlus crowd "
+                f"majority is anger/disgust/fear/contempt vs the other {int((~train_out_of_scope).sum())}"
+            ),
+        }
+    return calibration, uncertainty, head
 
 
 def build_card(
@@ -100,12 +134,14 @@ def build_card(
     train = data.load_folder(root, "train")
     calibration_index = np.random.default_rng(0).permutation(len(train))[:INT8_CALIBRATION_FACES]
     int8_state = quantize.quantize(model, train.images[calibration_index]).state_dict()
-    calibration, uncertainty = calibrate(model, root, {"int8_state_dict": int8_state})
+    calibration, uncertainty, head = calibrate(model, root, train, {"int8_state_dict": int8_state})
     extra = {
         "epoch": meta.get("epoch"),
         "uncertainty_threshold": uncertainty["threshold"],
         "int8_state_dict": int8_state,
     }
+    if head is not None:
+        extra["other_expression_head"] = head
     sha = save_weights(weights_out, model, temperature=calibration["temperature"], extra=extra, dtype=torch.float16)
     card = {
         "name": "FerNet",
@@ -145,7 +181,7 @@ def build_card(
     classifier = Classifier(model, {"temperature": calibration["temperature"], **extra})
     for split in ("validation", "test"):
         if (root / split).is_dir():
-            report, _, _ = evaluate_folder(root, split, weights_out, classifier=classifier)
+            report, _, _, _ = evaluate_folder(root, split, weights_out, classifier=classifier)
             report.pop("data", None)
             card["metrics"][split] = report
     (weights_out.parent / CARD_NAME).write_text(json.dumps(card, indent=1))

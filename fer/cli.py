@@ -14,8 +14,8 @@ from fer.errors import FerError
 def _evaluate(args) -> int:
     from fer.evaluate import evaluate_folder, format_report, write_outputs
 
-    report, faces, probs = evaluate_folder(args.data, args.split, args.weights, tta=args.tta)
-    write_outputs(report, faces, probs, args.json, args.predictions)
+    report, faces, probs, uncertainty = evaluate_folder(args.data, args.split, args.weights, tta=args.tta)
+    write_outputs(report, faces, probs, uncertainty, args.json, args.predictions)
     if not args.json:
         print(format_report(report))
     else:

@@ -21,7 +21,7 @@ from fer.calibrate import softmax, uncertainty_report
 from fer.checkpoint import sha256_of, weights_path
 from fer.data import CLASSES
 from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins  # noqa: F401 (re-exported)
-from fer.predict import Classifier, load_classifier, uncertainty_scores
+from fer.predict import Classifier, load_classifier
 
 
 def known_train_split(folder: Path, split: str | None, root: Path) -> Path | None:
@@ -35,16 +35,18 @@ def known_train_split(folder: Path, split: str | None, root: Path) -> Path | Non
 
 def evaluate_faces(
     classifier: Classifier, faces: data.FaceSet, train: data.FaceSet | None = None, votes: dict | None = None
-) -> tuple[dict, np.ndarray]:
-    """The metrics report and the (N, 4) calibrated probabilities for a loaded FaceSet.
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The metrics report, the (N, 4) calibrated probabilities and the (N,) uncertainties for a FaceSet.
 
     With the train split: accuracy without the images that have a pixel-identical twin in train.
     With FERPlus votes: accuracy on the FER2013 PublicTest/PrivateTest rows (the fair comparison with
     public FER2013 models) and how well the uncertainty flag catches faces the crowd saw as another
     expression.
     """
-    logits = classifier.logits(faces.images).numpy()
+    logits, embeddings = classifier.outputs(faces.images)
+    logits = logits.numpy()
     probs = softmax(logits, classifier.temperature).astype(np.float32)
+    uncertainty = classifier.uncertainty(probs, embeddings)
     labels = faces.labels
     report = compute_metrics(labels, probs)
     report["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)
@@ -69,8 +71,11 @@ def evaluate_faces(
         }
         out_of_scope = data.crowd_out_of_scope(faces, votes)
         if out_of_scope is not None and out_of_scope.any():
-            report["uncertainty"] = uncertainty_report(probs, out_of_scope, classifier.uncertainty_threshold)
-    return report, probs
+            report["uncertainty"] = {
+                "score": classifier.uncertainty_name,
+                **uncertainty_report(uncertainty, out_of_scope, classifier.uncertainty_threshold, probs),
+            }
+    return report, probs, uncertainty
 
 
 def evaluate_folder(
@@ -79,7 +84,8 @@ def evaluate_folder(
     weights: str | os.PathLike | None = None,
     classifier: Classifier | None = None,
     tta: bool = False,
-) -> tuple[dict, data.FaceSet, np.ndarray]:
+) -> tuple[dict, data.FaceSet, np.ndarray, np.ndarray]:
+    """The report, the faces, their calibrated probabilities (N, 4) and uncertainties (N,)."""
     root = data.find_data_dir(data_dir)
     faces = data.load_folder(root, split)
     weights = Path(weights or weights_path())
@@ -90,7 +96,7 @@ def evaluate_folder(
     train = data.load_folder(train_dir) if train_dir else None
     votes_file = data.find_votes_file(root)
     votes = data.load_votes(votes_file) if votes_file else None
-    report, probs = evaluate_faces(classifier, faces, train, votes)
+    report, probs, uncertainty = evaluate_faces(classifier, faces, train, votes)
     report = {
         "data": str(faces.folder),
         "split": split,
@@ -99,15 +105,15 @@ def evaluate_folder(
         "weights_sha256": sha256_of(weights),
         "tta": classifier.tta,
     }
-    return report, faces, probs
+    return report, faces, probs, uncertainty
 
 
-def predictions_csv(faces: data.FaceSet, probs: np.ndarray) -> str:
+def predictions_csv(faces: data.FaceSet, probs: np.ndarray, uncertainty: np.ndarray) -> str:
     """path,true,pred,p_happy,p_sad,p_surprise,p_neutral,uncertainty (paths relative to the evaluated folder)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["path", "true", "pred", *[f"p_{c}" for c in CLASSES], "uncertainty"])
-    for path, label, p, u in zip(faces.paths, faces.labels, probs, uncertainty_scores(probs)):
+    for path, label, p, u in zip(faces.paths, faces.labels, probs, uncertainty):
         writer.writerow([path, CLASSES[label], CLASSES[int(p.argmax())], *[f"{v:.6f}" for v in p], f"{u:.6f}"])
     return out.getvalue()
 
@@ -143,8 +149,10 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(report: dict, faces: data.FaceSet, probs: np.ndarray, json_out=None, csv_out=None) -> None:
+def write_outputs(
+    report: dict, faces: data.FaceSet, probs: np.ndarray, uncertainty: np.ndarray, json_out=None, csv_out=None
+) -> None:
     if json_out:
         Path(json_out).write_text(json.dumps(report, indent=2))
     if csv_out:
-        Path(csv_out).write_text(predictions_csv(faces, probs))
+        Path(csv_out).write_text(predictions_csv(faces, probs, uncertainty))

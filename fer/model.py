@@ -94,10 +94,30 @@ class FerNet(nn.Module):
         x = (x - self.MEAN) / self.STD
         return self.stages(self.stem(x))
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features (N, widths[-1]) the head reads."""
+        return torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self.head(self.dropout(x))
+        return self.head(self.dropout(self.embed(x)))
+
+
+class LogitsAndEmbedding(nn.Module):
+    """The served form of a FerNet (eval only): returns (logits, pooled features) in one pass.
+
+    It holds the same submodules under the same names, so its state dict (the int8 one too) has
+    FerNet's keys. The features feed the "another expression" head (fer.calibrate).
+    """
+
+    def __init__(self, model: FerNet):
+        super().__init__()
+        self.stem, self.stages, self.head = model.stem, model.stages, model.head
+        self.mean, self.std = model.MEAN, model.STD
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.stages(self.stem((x - self.mean) / self.std))
+        embedding = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.head(embedding), embedding
 
 
 def count_params(model: nn.Module) -> int:

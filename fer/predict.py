@@ -21,7 +21,7 @@ from fer.checkpoint import load_model, weights_path
 from fer.data import CLASSES
 from fer.errors import FerError, ImageError, WeightsError
 from fer.faces import MAX_FACES, Box, FaceDetector, LoadedImage, crop_face, load_image, reading_order
-from fer.model import FerNet
+from fer.model import FerNet, LogitsAndEmbedding
 from fer.preprocess import FACE_SIZE, to_face_array
 
 NO_FACE_NOTE = "no face found"
@@ -33,13 +33,20 @@ DEFAULT_UNCERTAINTY_THRESHOLD = 0.5  # for weights without a fitted threshold: t
 
 
 def uncertainty_scores(probs: np.ndarray) -> np.ndarray:
-    """1 - top calibrated probability: 0 for a certain face, up to 0.75 for a uniform guess (see fer.calibrate)."""
+    """1 - top calibrated probability: 0 for a certain face, up to 0.75 for a uniform guess. The
+    uncertainty of weights without an "another expression" head (see fer.calibrate)."""
     return 1.0 - np.asarray(probs).max(axis=1)
 
 
+def other_expression_scores(embeddings, head: dict) -> np.ndarray:
+    """The "another expression" head: a logistic score in [0, 1] from the pooled features (fer.calibrate)."""
+    z = torch.as_tensor(np.asarray(embeddings), dtype=torch.float32) @ torch.as_tensor(head["weight"]).float()
+    return torch.sigmoid(z + float(head["bias"])).numpy()
+
+
 def _inference_copy(model: FerNet, meta: dict) -> torch.nn.Module:
-    """The fast copy used for predictions: the shipped int8 model where the CPU supports it, else fp32
-    with BatchNorm folded into the convolutions, in channels-last layout."""
+    """The fast copy used for predictions, x -> (logits, pooled features): the shipped int8 model where
+    the CPU supports it, else fp32 with BatchNorm folded into the convolutions, in channels-last layout."""
     int8_state = meta.get("int8_state_dict")
     if int8_state and quantize.available():
         try:
@@ -48,7 +55,7 @@ def _inference_copy(model: FerNet, meta: dict) -> torch.nn.Module:
             raise WeightsError(f"The int8 part of the weights does not match the model: {error}") from error
     from torch.fx.experimental.optimization import fuse
 
-    return fuse(model).to(memory_format=torch.channels_last).eval()
+    return fuse(LogitsAndEmbedding(model)).to(memory_format=torch.channels_last).eval()
 
 
 class Classifier:
@@ -64,7 +71,9 @@ class Classifier:
         self.model = model.eval()
         self.meta = meta or {}
         self.temperature = float(self.meta.get("temperature", 1.0))
-        # Faces whose uncertainty (1 - top probability) reaches this are flagged "may be another expression".
+        # Faces whose uncertainty reaches this are flagged "may be another expression". The uncertainty is
+        # the "another expression" head's score where the weights have one, else 1 - top probability.
+        self.other_expression_head = self.meta.get("other_expression_head")
         self.uncertainty_threshold = float(self.meta.get("uncertainty_threshold", DEFAULT_UNCERTAINTY_THRESHOLD))
         self.tta = tta
         self._fast = _inference_copy(model, self.meta)
@@ -92,18 +101,45 @@ class Classifier:
         return torch.from_numpy(np.array(array, order="C")).unsqueeze(1).float().div_(255)
 
     @torch.no_grad()
-    def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
+    def outputs(self, faces, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw logits (N, 4) and pooled features (N, C); with TTA both are averaged over the mirror image."""
         x = self.to_batch(faces)
-        out = []
+        logits, embeddings = [], []
         for start in range(0, len(x), batch_size):
             batch = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
-            if self.tta:  # the faces and their mirror images in one pass (cheaper than two), logits averaged
-                both = self._fast(torch.cat([batch, torch.flip(batch, dims=[3])]))
-                logits = (both[: len(batch)] + both[len(batch) :]) / 2
+            if self.tta:  # the faces and their mirror images in one pass (cheaper than two), then averaged
+                both_logits, both_embeddings = self._fast(torch.cat([batch, torch.flip(batch, dims=[3])]))
+                n = len(batch)
+                logits.append((both_logits[:n] + both_logits[n:]) / 2)
+                embeddings.append((both_embeddings[:n] + both_embeddings[n:]) / 2)
             else:
-                logits = self._fast(batch)
-            out.append(logits)
-        return torch.cat(out) if out else torch.zeros(0, len(CLASSES))
+                batch_logits, batch_embeddings = self._fast(batch)
+                logits.append(batch_logits)
+                embeddings.append(batch_embeddings)
+        if not logits:
+            return torch.zeros(0, len(CLASSES)), torch.zeros(0, self.model.config.widths[-1])
+        return torch.cat(logits), torch.cat(embeddings)
+
+    def logits(self, faces, batch_size: int = 256) -> torch.Tensor:
+        return self.outputs(faces, batch_size)[0]
+
+    @property
+    def uncertainty_name(self) -> str:
+        if self.other_expression_head is not None:
+            return "another-expression score (logistic head on the pooled features, fitted on train)"
+        return "1 - max calibrated probability"
+
+    def uncertainty(self, probs: np.ndarray, embeddings) -> np.ndarray:
+        """Per face: the "another expression" score where the weights have that head, else 1 - top probability."""
+        if self.other_expression_head is not None:
+            return other_expression_scores(embeddings, self.other_expression_head)
+        return uncertainty_scores(probs)
+
+    def predict(self, faces, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities (N, 4) in `CLASSES` order and each face's uncertainty (N,)."""
+        logits, embeddings = self.outputs(faces, batch_size)
+        probs = torch.softmax(logits / self.temperature, dim=1).numpy()
+        return probs, self.uncertainty(probs, embeddings)
 
     def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
         """Calibrated probabilities, shape (N, 4), columns in `CLASSES` order."""
@@ -125,7 +161,7 @@ class FaceResult:
     box: Box
     face: np.ndarray  # the 48x48 crop the model saw
     probs: np.ndarray  # (4,) in CLASSES order
-    uncertainty: float = 0.0  # 1 - top calibrated probability
+    uncertainty: float = 0.0  # the classifier's uncertainty score (Classifier.uncertainty)
     uncertain: bool = False  # uncertainty >= the classifier's threshold: may be another expression
 
     @property
@@ -198,8 +234,7 @@ class Predictor:
             width, height = gray.size
             boxes, found = [Box(0, 0, width, height)], 1
             crops = [to_face_array(gray)]
-        probs = self.classifier.predict_proba(np.stack(crops)) if crops else np.zeros((0, len(CLASSES)))
-        uncertainty = uncertainty_scores(probs)
+        probs, uncertainty = self.classifier.predict(np.stack(crops)) if crops else (np.zeros((0, len(CLASSES))), [])
         threshold = self.classifier.uncertainty_threshold
         faces = [
             FaceResult(i, box, crop, p, float(u), bool(u >= threshold))

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import torch
 
-from fer.model import FerNet
+from fer.model import FerNet, LogitsAndEmbedding
 
 ENGINE = "x86"
 
@@ -32,7 +32,7 @@ def _prepared(model: FerNet) -> torch.nn.Module:
     with warnings.catch_warnings():  # FX quantization warns that it is in maintenance mode
         warnings.simplefilter("ignore")
         return prepare_fx(
-            copy.deepcopy(model).eval(),
+            LogitsAndEmbedding(copy.deepcopy(model).eval()).eval(),
             get_default_qconfig_mapping(ENGINE),
             example_inputs=(torch.rand(1, 1, size, size),),
         )
@@ -48,7 +48,8 @@ def _converted(prepared: torch.nn.Module) -> torch.nn.Module:
 
 @torch.no_grad()
 def quantize(model: FerNet, calibration_faces: np.ndarray, batch_size: int = 256) -> torch.nn.Module:
-    """The int8 model, its activation ranges observed on `calibration_faces` ((N, 48, 48) uint8)."""
+    """The int8 model (x -> (logits, pooled features)), its activation ranges observed on
+    `calibration_faces` ((N, 48, 48) uint8)."""
     prepared = _prepared(model)
     x = torch.from_numpy(np.asarray(calibration_faces)).unsqueeze(1).float().div_(255)
     for start in range(0, len(x), batch_size):

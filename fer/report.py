@@ -228,6 +228,11 @@ def uncertainty_summary(card: dict) -> list[str]:
     if found.get("chosen_to_flag"):
         first += f"; the threshold was chosen to flag {found['chosen_to_flag']}"
     lines = [first + "."]
+    if found.get("head"):
+        lines.append(
+            "The score comes from a small extra head that reads the network's features and was trained to spot "
+            f"faces the crowd saw as another expression: {found['head']}."
+        )
     if found.get("in_scope_flagged") is not None or found.get("auroc_out_of_scope") is not None:
         lines.append(
             "In scope: validation faces showing one of the four expressions; out of scope: faces the crowd "
@@ -262,6 +267,14 @@ def uncertainty_numbers(card: dict) -> list[Headline]:
         items.append(
             Headline(
                 "AUROC", f"{float(found['auroc_out_of_scope']):.2f}", "telling the two apart (0.5 chance, 1.0 perfect)"
+            )
+        )
+    if found.get("auroc_out_of_scope_max_probability") is not None:
+        items.append(
+            Headline(
+                "AUROC of 1 - top probability",
+                f"{float(found['auroc_out_of_scope_max_probability']):.2f}",
+                "the plain alternative the head replaces, on the same faces",
             )
         )
     return items

@@ -98,8 +98,8 @@ def test_evaluate_with_flip_tta_averages_the_face_and_its_mirror_image(tiny_data
 
     from fer.evaluate import evaluate_folder
 
-    plain, faces, probs = evaluate_folder(tiny_dataset, "validation")
-    with_tta, _, tta_probs = evaluate_folder(tiny_dataset, "validation", tta=True)
+    plain, faces, probs, _ = evaluate_folder(tiny_dataset, "validation")
+    with_tta, _, tta_probs, _ = evaluate_folder(tiny_dataset, "validation", tta=True)
     assert plain["tta"] is False and with_tta["tta"] is True
     assert np.allclose(probs, classifier.predict_proba(faces.images), atol=1e-5)
     mirrored = np.ascontiguousarray(faces.images[:, :, ::-1])

@@ -24,4 +24,17 @@ def test_quantized_state_dict_round_trip_is_exact(classifier, val_subset):
     rebuilt = quantize.from_state_dict(classifier.model, quantized.state_dict())
     x = torch.from_numpy(val_subset.images[64:96]).unsqueeze(1).float() / 255
     with torch.no_grad():
-        assert torch.equal(quantized(x), rebuilt(x))
+        (logits, embedding), (rebuilt_logits, rebuilt_embedding) = quantized(x), rebuilt(x)
+    assert logits.shape == (32, 4) and embedding.shape == (32, classifier.model.config.widths[-1])
+    assert torch.equal(logits, rebuilt_logits) and torch.equal(embedding, rebuilt_embedding)
+
+
+def test_served_outputs_match_the_plain_network(classifier, val_subset):
+    """The int8 (logits, features) pair tracks the fp32 network's own head and pooled features."""
+    x = torch.from_numpy(val_subset.images[:64]).unsqueeze(1).float() / 255
+    logits, embeddings = classifier.outputs(val_subset.images[:64])
+    with torch.no_grad():
+        fp32_embeddings = classifier.model.embed(x)
+        fp32_logits = classifier.model(x)
+    assert torch.corrcoef(torch.stack([embeddings.flatten(), fp32_embeddings.flatten()]))[0, 1] > 0.98
+    assert (logits.argmax(1) == fp32_logits.argmax(1)).float().mean() > 0.95

@@ -231,5 +231,21 @@ def test_the_shipped_card_fills_every_new_section(card):
     assert "Inference precision" in dict(model_details(card))
 
 
+def test_a_card_with_the_another_expression_head_explains_it_and_compares_with_top_probability():
+    card = {
+        **STUDIED,
+        "uncertainty": {
+            **STUDIED["uncertainty"],
+            "head": "logistic regression on the 256 pooled features",
+            "auroc_out_of_scope_max_probability": 0.58,
+            "auroc_out_of_scope": 0.83,
+        },
+    }
+    numbers = {item.label: item.value for item in uncertainty_numbers(card)}
+    assert numbers["AUROC"] == "0.83" and numbers["AUROC of 1 - top probability"] == "0.58"
+    assert "logistic regression on the 256 pooled features" in " ".join(uncertainty_summary(card))
+    assert "AUROC of 1 - top probability" in report_html(card)
+
+
 def split_metrics_of(card, split):
     return card["metrics"][split]

@@ -38,7 +38,7 @@ def test_tiny_training_run_writes_a_checkpoint_that_evaluate_loads(tiny_dataset,
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "last_state.pt").is_file()
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history) == 1 and {"train_loss", "val_loss", "val_accuracy", "images_per_s"} <= set(history[0])
-    report, faces, probs = evaluate_folder(tiny_dataset, "validation", tmp_path / "best.pt")
+    report, faces, probs, _ = evaluate_folder(tiny_dataset, "validation", tmp_path / "best.pt")
     assert report["n"] == 100 and probs.shape == (100, 4)
     assert abs(report["accuracy"] - history[0]["val_accuracy"]) < 0.05  # fp32 here, bf16 during training
 
