@@ -102,21 +102,21 @@ class FerNet(nn.Module):
         return self.head(self.dropout(self.embed(x)))
 
 
-class LogitsAndEmbedding(nn.Module):
+class LogitsAndEmbedding(FerNet):
     """The served form of a FerNet (eval only): returns (logits, pooled features) in one pass.
 
-    It holds the same submodules under the same names, so its state dict (the int8 one too) has
-    FerNet's keys. The features feed the "another expression" head (fer.calibrate).
+    Same modules under the same names, so its state dict (the int8 one too) has FerNet's keys. The
+    features feed the "another expression" head (fer.calibrate).
     """
 
-    def __init__(self, model: FerNet):
-        super().__init__()
-        self.stem, self.stages, self.head = model.stem, model.stages, model.head
-        self.mean, self.std = model.MEAN, model.STD
+    @classmethod
+    def of(cls, model: FerNet) -> LogitsAndEmbedding:
+        served = cls(model.config)
+        served.load_state_dict(model.state_dict())
+        return served.eval()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.stages(self.stem((x - self.mean) / self.std))
-        embedding = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        embedding = self.embed(x)
         return self.head(embedding), embedding
 
 

@@ -55,7 +55,7 @@ def _inference_copy(model: FerNet, meta: dict) -> torch.nn.Module:
             raise WeightsError(f"The int8 part of the weights does not match the model: {error}") from error
     from torch.fx.experimental.optimization import fuse
 
-    return fuse(LogitsAndEmbedding(model)).to(memory_format=torch.channels_last).eval()
+    return fuse(LogitsAndEmbedding.of(model)).to(memory_format=torch.channels_last).eval()
 
 
 class Classifier:
@@ -143,7 +143,7 @@ class Classifier:
 
     def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
         """Calibrated probabilities, shape (N, 4), columns in `CLASSES` order."""
-        return torch.softmax(self.logits(faces, batch_size) / self.temperature, dim=1).numpy()
+        return self.predict(faces, batch_size)[0]
 
     def predict_labels(self, faces) -> list[str]:
         return [CLASSES[i] for i in self.predict_proba(faces).argmax(1)]

@@ -8,7 +8,6 @@ loading needs no data. Grad-CAM keeps using the fp32 model (it needs gradients).
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import numpy as np
@@ -32,7 +31,7 @@ def _prepared(model: FerNet) -> torch.nn.Module:
     with warnings.catch_warnings():  # FX quantization warns that it is in maintenance mode
         warnings.simplefilter("ignore")
         return prepare_fx(
-            LogitsAndEmbedding(copy.deepcopy(model).eval()).eval(),
+            LogitsAndEmbedding.of(model),
             get_default_qconfig_mapping(ENGINE),
             example_inputs=(torch.rand(1, 1, size, size),),
         )
