@@ -143,8 +143,8 @@ def _predict(data: bytes, name: str, detect: bool, stamp, tta: bool = False):
     return _predictor(stamp, tta).predict(data, name=name, detect=detect)
 
 
-def predict_photo(data: bytes, name: str, detect: bool = True):
-    return _predict(data, name, detect, weights_stamp())
+def predict_photo(data: bytes, name: str, detect: bool = True, tta: bool = False):
+    return _predict(data, name, detect, weights_stamp(), tta)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)

@@ -53,8 +53,9 @@ def points(change: float) -> str:
     return f"{round(change * 100):+d}"
 
 
-def choose_face():
-    """(title, face 48x48, probs) from the Predict page, an upload, the sample photo or the dataset."""
+def choose_face(tta: bool):
+    """(title, face 48x48, probs) from the Predict page, an upload, the sample photo or the dataset;
+    `tta`: the probabilities also read the mirrored face (the sidebar switch)."""
     from_predict = st.session_state.get("predict_faces") or []
     sources = (["Faces from the Predict page"] if from_predict else []) + ["Upload a photo", "Sample photo"]
     root, _ = common.data_root()
@@ -66,9 +67,10 @@ def choose_face():
             "Face", range(len(from_predict)), format_func=lambda i: from_predict[i]["title"], key="explain_predict_face"
         )
         chosen = from_predict[index or 0]
-        return chosen["title"], chosen["face"], chosen["probs"]
+        # Re-read with the current switch: it may have changed since the Predict page ran (one face: ~2 ms).
+        return chosen["title"], chosen["face"], common.classifier().with_tta(tta).predict_proba(chosen["face"])[0]
     if source == "A dataset image":
-        return dataset_face(root)
+        return dataset_face(root, tta)
     if source == "Upload a photo":
         # No `type=` list: another kind of file reaches fer, which says what is wrong with it.
         file = st.file_uploader(
@@ -82,7 +84,7 @@ def choose_face():
     else:
         st.caption(SAMPLE_CREDIT)
         name, data = SAMPLE_NAME, common.sample_photo()
-    result = in_reading_order(common.predict_photo(data, name))  # faces numbered as on the Predict page
+    result = in_reading_order(common.predict_photo(data, name, tta=tta))  # faces numbered as on the Predict page
     if result.error:
         st.error(escape_markdown(result.error), icon=":material/broken_image:")
         return None
@@ -90,7 +92,7 @@ def choose_face():
         st.warning(
             "No face found in this photo: the whole image is explained as one face.", icon=":material/search_off:"
         )
-        result = in_reading_order(common.predict_photo(data, name, detect=False))
+        result = in_reading_order(common.predict_photo(data, name, detect=False, tta=tta))
     face = result.faces[0]
     if len(result.faces) > 1:
         index = st.selectbox(
@@ -103,7 +105,7 @@ def choose_face():
     return f"{result.file}, face {face.index + 1}", face.face, face.probs
 
 
-def dataset_face(root):
+def dataset_face(root, tta: bool):
     splits = common.splits_in(root)
     left, middle, right = st.columns(3)
     default = splits.index("validation") if "validation" in splits else 0
@@ -116,7 +118,7 @@ def dataset_face(root):
         return None
     number = right.number_input(f"Image (1 to {len(index)})", 1, len(index), 1, key="explain_number")
     i = int(index[int(number) - 1])
-    probs = common.classifier().predict_proba(faces.images[i : i + 1])[0]
+    probs = common.classifier().with_tta(tta).predict_proba(faces.images[i : i + 1])[0]
     return f"{faces.keys[i]} (true: {name})", faces.images[i], probs
 
 
@@ -125,7 +127,8 @@ def render() -> None:
     st.markdown("One face, every saliency method side by side, each scored on how faithfully it follows the model.")
     with st.expander("How to read these maps", icon=":material/help:"):
         st.markdown(HELP)
-    chosen = choose_face()
+    tta = common.tta_setting()
+    chosen = choose_face(tta)
     if chosen is None:
         st.info(
             "Choose a face above: upload a photo, use the sample photo, or classify photos on the Predict page first.",
@@ -147,6 +150,11 @@ def render() -> None:
         predicted = CLASSES[int(np.argmax(probs))]
         st.markdown(f"Predicted **{predicted}** ({float(np.max(probs)):.0%}); the maps explain **{CLASSES[target]}**.")
         st.plotly_chart(probability_bars(probs, height=180), key="explain-probs", config={"displayModeBar": False})
+        if tta:
+            st.caption(
+                "Probabilities average the face and its mirror image (sidebar switch); "
+                "the maps explain the model on the face as it is."
+            )
 
     with st.spinner("Computing every saliency map and its faithfulness score (Score-CAM takes a few seconds)..."):
         maps, scores = all_methods(np.asarray(face, dtype=np.uint8), target, layer, common.weights_stamp())

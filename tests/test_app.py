@@ -391,6 +391,29 @@ def test_explain_an_upload_without_a_face_explains_the_whole_image(no_dataset):
     assert len([m for m in at.metric if m.label == "ROAD score"]) == 8
 
 
+def test_the_mirror_switch_also_sets_the_explain_pages_probabilities(no_dataset, photo_with_faces, classifier):
+    from fer import Predictor
+
+    jpeg = encode(photo_with_faces[0])
+
+    def expected(tta):
+        face = in_reading_order(Predictor(classifier.with_tta(tta)).predict(jpeg, name="group.jpg")).faces[0]
+        return f"Predicted **{face.label}** ({face.confidence:.0%})"
+
+    assert expected(True) != expected(False)  # the face tells the two apart
+    at = open_app("pages/explain.py")
+    at.radio(key="explain_source").set_value("Upload a photo")
+    rerun(at)
+    at.file_uploader(key="explain_upload").set_value(("group.jpg", jpeg, "image/jpeg"))
+    rerun(at)
+    assert any(expected(False) in text for text in texts(at.markdown))
+    assert not any("mirror image" in text for text in texts(at.caption))
+    at.toggle(key="tta").set_value(True)
+    rerun(at)
+    assert any(expected(True) in text for text in texts(at.markdown))
+    assert any("mirror image" in text for text in texts(at.caption))
+
+
 def test_explain_a_dataset_face(with_dataset, tiny_validation):
     faces, probs = tiny_validation
     at = open_app("pages/explain.py")
