@@ -54,6 +54,16 @@ def test_resume_continues_where_it_stopped(tiny_dataset, tmp_path):
     assert model(torch.rand(2, 1, 48, 48)).shape == (2, 4)
 
 
+def test_eval_from_scores_only_the_later_epochs_and_the_best_is_one_of_them(tiny_dataset, tmp_path):
+    summary = main(tiny_args(tiny_dataset, tmp_path, "--epochs", "3", "--eval-from", "1"))
+    accuracies = [h["val_accuracy"] for h in summary["history"]]
+    assert accuracies[0] is None and all(0.0 <= a <= 1.0 for a in accuracies[1:])
+    assert summary["best_epoch"] in (1, 2)
+    assert summary["best_val_accuracy"] == max(accuracies[1:])
+    assert load_model(tmp_path / "best.pt")[1]["epoch"] == summary["best_epoch"]
+    assert summary["wall_time_s"] >= summary["train_time_s"] > 0
+
+
 def test_train_command_writes_a_json_summary_with_its_recipe(tiny_dataset, tmp_path):
     from fer.cli import main as cli
 
