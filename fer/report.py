@@ -301,6 +301,16 @@ def confusion_pair(metrics: dict, first: str = "sad", second: str = "neutral") -
     return f"{lead}: {parts[0]}, and {parts[1]}."
 
 
+def _training_time(training: dict) -> str | None:
+    """Wall-clock minutes (validation included) where the run recorded them, else the training loop's."""
+    if training.get("wall_time_s"):
+        text = f"{float(training['wall_time_s']) / 60:.0f} min wall-clock"
+        return text + (
+            f" ({float(training['train_time_s']) / 60:.0f} min training loop)" if training.get("train_time_s") else ""
+        )
+    return f"{float(training['train_time_s']) / 60:.0f} min" if training.get("train_time_s") else None
+
+
 def _recipe_text(recipe: dict) -> str:
     # Settings only: no server paths (the run folder, the data folder) in a report that is handed around.
     return ", ".join(
@@ -321,7 +331,7 @@ def model_details(card: dict) -> list[tuple[str, str]]:
         ("Int8 calibration", inference.get("int8_calibration")),
         ("Softmax temperature", f"{float(card['temperature']):.3f}" if card.get("temperature") is not None else None),
         ("Best epoch", training.get("best_epoch")),
-        ("Training time", f"{float(training['train_time_s']) / 60:.0f} min" if training.get("train_time_s") else None),
+        ("Training time", _training_time(training)),
         ("Machine", training.get("machine")),
         ("Recipe", _recipe_text(training["recipe"]) if isinstance(training.get("recipe"), dict) else None),
     ]
