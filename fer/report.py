@@ -302,13 +302,13 @@ def confusion_pair(metrics: dict, first: str = "sad", second: str = "neutral") -
 
 
 def _training_time(training: dict) -> str | None:
-    """Wall-clock minutes (validation included) where the run recorded them, else the training loop's."""
-    if training.get("wall_time_s"):
-        text = f"{float(training['wall_time_s']) / 60:.0f} min wall-clock"
-        return text + (
-            f" ({float(training['train_time_s']) / 60:.0f} min training loop)" if training.get("train_time_s") else ""
-        )
-    return f"{float(training['train_time_s']) / 60:.0f} min" if training.get("train_time_s") else None
+    """Wall-clock minutes (validation included) where the run recorded them, and the training loop's."""
+    wall, loop = training.get("wall_time_s"), training.get("train_time_s")
+    if not loop:
+        return None
+    if not wall:
+        return f"{float(loop) / 60:.0f} min"
+    return f"{float(wall) / 60:.0f} min wall-clock ({float(loop) / 60:.0f} min training loop)"
 
 
 def _recipe_text(recipe: dict) -> str:

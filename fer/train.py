@@ -231,7 +231,12 @@ def main(args) -> dict:
     generator = torch.Generator().manual_seed(args.seed)
 
     history, best, start_epoch, train_time = [], {"val_accuracy": -1.0, "epoch": -1}, 0, 0.0
-    wall_start, wall_before = time.perf_counter(), 0.0  # wall time: training, validation and checkpoints
+    wall_start, wall_before = time.perf_counter(), 0.0
+
+    def wall_time() -> float:
+        """Seconds of this run so far, resumed parts included: training, validation and checkpoints."""
+        return wall_before + time.perf_counter() - wall_start
+
     state_path = out / "last_state.pt"
     if args.resume and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -278,7 +283,7 @@ def main(args) -> dict:
             "best": json.dumps(best),
             "epoch": epoch,
             "train_time": train_time,
-            "wall_time": wall_before + time.perf_counter() - wall_start,
+            "wall_time": wall_time(),
         }
         torch.save(state, state_path)
         (out / "history.json").write_text(json.dumps(history, indent=1))
@@ -294,8 +299,7 @@ def main(args) -> dict:
         "best_epoch": best["epoch"],
         "best_val_accuracy": best["val_accuracy"],
         "train_time_s": round(train_time, 1),
-        # From start to the last checkpoint, validation included (data loading excluded; it takes seconds).
-        "wall_time_s": round(wall_before + time.perf_counter() - wall_start, 1),
+        "wall_time_s": round(wall_time(), 1),  # data loading excluded (seconds)
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
         "history": history,

@@ -285,7 +285,8 @@ def render() -> None:
         return
     photos = with_whole_images(classify(files, tta), tta)
     st.session_state["predict_faces"] = [
-        {"title": f"{photo.shown.result.file}, face {face.index + 1}", "face": face.face, "probs": face.probs}
+        # The Explain page reads the probabilities itself, with its own mirror setting.
+        {"title": f"{photo.shown.result.file}, face {face.index + 1}", "face": face.face}
         for photo in photos
         for face in photo.shown.result.faces
     ][:50]
