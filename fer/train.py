@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from fer import data
 from fer.augment import AugmentConfig, augment, mixup
-from fer.checkpoint import save_weights
+from fer.checkpoint import load_model, save_weights
 from fer.model import FerNet, ModelConfig, count_macs, count_params
 
 
@@ -45,6 +45,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--drop-junk", action="store_true", help="drop train images the crowd calls not-a-face/unknown")
     p.add_argument("--dedup", action="store_true", help="drop repeated and conflicting pixel-identical train images")
     p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
+    p.add_argument(
+        "--teacher", help="weights of a trained model to distil from (knowledge distillation; off if not given)"
+    )
+    p.add_argument("--kd-weight", type=float, default=0.5, help="share of the loss that follows the teacher")
+    p.add_argument("--kd-temperature", type=float, default=2.0, help="softens both models' outputs for distillation")
     p.add_argument("--ema-decay", type=float, default=0.999, help="per-step EMA decay (0 = no EMA)")
     p.add_argument("--widths", type=int, nargs="+", default=list(ModelConfig.widths))
     p.add_argument("--depths", type=int, nargs="+", default=list(ModelConfig.depths))
@@ -108,6 +113,12 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Cross-entropy with the teacher's softened probabilities (Hinton et al. 2015); T^2 keeps gradients comparable."""
+    soft_targets = F.softmax(teacher_logits.float() / temperature, dim=1)
+    return soft_cross_entropy(logits.float() / temperature, soft_targets) * temperature**2
+
+
 @torch.no_grad()
 def predict_logits(
     model: torch.nn.Module, images: np.ndarray, batch_size: int = 512, bf16: bool = False
@@ -122,7 +133,7 @@ def predict_logits(
     return torch.cat(out)
 
 
-def train_one_epoch(model, ema, optimizer, scheduler, images, targets, args, generator, epoch) -> dict:
+def train_one_epoch(model, ema, optimizer, scheduler, images, targets, args, generator, epoch, teacher=None) -> dict:
     model.train()
     n = len(images)
     order = torch.randperm(n, generator=generator)
@@ -142,7 +153,11 @@ def train_one_epoch(model, ema, optimizer, scheduler, images, targets, args, gen
         x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=not args.no_bf16):
             logits = model(x)
+            teacher_logits = teacher(x) if teacher is not None else None
         loss = soft_cross_entropy(logits, y)
+        if teacher_logits is not None:  # the teacher reads the same augmented, mixed batch
+            kd = distillation_loss(logits, teacher_logits, args.kd_temperature)
+            loss = (1 - args.kd_weight) * loss + args.kd_weight * kd
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -228,6 +243,10 @@ def main(args) -> dict:
         optimizer, lr_lambda(args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch))
     )
     ema = EMA(model, args.ema_decay) if args.ema_decay > 0 else None
+    teacher = None
+    if args.teacher:
+        teacher = load_model(args.teacher)[0].to(device, memory_format=torch.channels_last).requires_grad_(False)
+        print(f"distilling from {args.teacher} ({count_macs(teacher) / 1e6:.0f} M MACs per face)")
     generator = torch.Generator().manual_seed(args.seed)
 
     history, best, start_epoch, train_time = [], {"val_accuracy": -1.0, "epoch": -1}, 0, 0.0
@@ -253,7 +272,9 @@ def main(args) -> dict:
 
     scored = ema.module if ema is not None else model
     for epoch in range(start_epoch, args.epochs):
-        stats = train_one_epoch(model, ema, optimizer, scheduler, train.images, targets, args, generator, epoch)
+        stats = train_one_epoch(
+            model, ema, optimizer, scheduler, train.images, targets, args, generator, epoch, teacher
+        )
         train_time += stats["epoch_s"]
         scored_now = epoch >= args.eval_from or epoch == args.epochs - 1
         if scored_now:

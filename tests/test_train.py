@@ -4,7 +4,7 @@ import torch
 
 from fer.checkpoint import load_model
 from fer.evaluate import evaluate_folder
-from fer.train import get_args_parser, main
+from fer.train import distillation_loss, get_args_parser, main
 
 
 def tiny_args(tiny_dataset, out, *extra):
@@ -72,3 +72,27 @@ def test_train_command_writes_a_json_summary_with_its_recipe(tiny_dataset, tmp_p
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["recipe"]["epochs"] == 1 and summary["recipe"]["widths"] == [8, 8, 8, 8]
     assert "handler" not in summary["recipe"] and summary["command"].startswith("python -m fer train")
+
+
+def test_distillation_loss_is_lowest_when_the_student_matches_the_teacher():
+    teacher = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.0, 0.0, 3.0, -2.0]])
+    matching = distillation_loss(teacher.clone(), teacher, temperature=2.0)
+    for other in (torch.zeros_like(teacher), teacher.flip(1), teacher * 3):
+        assert distillation_loss(other, teacher, temperature=2.0) > matching
+
+
+def test_a_run_distils_from_a_trained_teacher(tiny_dataset, tmp_path):
+    main(tiny_args(tiny_dataset, tmp_path / "teacher", "--epochs", "1"))
+    teacher = str(tmp_path / "teacher" / "best.pt")
+    distil = ("--epochs", "1", "--teacher", teacher, "--kd-weight", "1")
+    summary = main(tiny_args(tiny_dataset, tmp_path / "a", *distil, "--label-smoothing", "0"))
+    assert summary["recipe"]["teacher"] == teacher and summary["recipe"]["kd_weight"] == 1.0
+    # With all of the loss on the teacher the labels play no part: changing their smoothing changes nothing.
+    main(tiny_args(tiny_dataset, tmp_path / "b", *distil, "--label-smoothing", "0.5"))
+    weights_a, weights_b = (load_model(tmp_path / run / "best.pt")[0].state_dict() for run in ("a", "b"))
+    assert all(torch.equal(weights_a[key], weights_b[key]) for key in weights_a)
+    # Without the teacher the same change does change the weights (so the check above can fail).
+    for run, smoothing in (("c", "0"), ("d", "0.5")):
+        main(tiny_args(tiny_dataset, tmp_path / run, "--epochs", "1", "--label-smoothing", smoothing))
+    weights_c, weights_d = (load_model(tmp_path / run / "best.pt")[0].state_dict() for run in ("c", "d"))
+    assert not all(torch.equal(weights_c[key], weights_d[key]) for key in weights_c)
