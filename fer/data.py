@@ -243,6 +243,18 @@ def crowd_out_of_scope(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.n
     return mask if found else None
 
 
+def crowd_agrees(faces: FaceSet, votes: dict[str, dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of images whose crowd majority among our four classes is / is not the folder label.
+
+    Images without a crowd vote for any of the four are in neither. The folder labels are FER2013's own;
+    where the crowd reads the face differently (sad faces it calls neutral, above all) no model can be
+    right by both, so accuracy on the two groups says how much of the error is label noise.
+    """
+    dist, has_votes = crowd_distribution(faces, votes)
+    same = dist.argmax(axis=1) == faces.labels
+    return has_votes & same, has_votes & ~same
+
+
 def fer2013_usage(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
     """Per image, its FER2013 usage (Training / PublicTest / PrivateTest), or '' when unknown."""
     return np.array([votes.get(key, {}).get("fer2013_usage", "") for key in faces.keys])

@@ -40,7 +40,8 @@ def evaluate_faces(
 
     With the train split: accuracy without the images that have a pixel-identical twin in train.
     With FERPlus votes: accuracy on the FER2013 PublicTest/PrivateTest rows (the fair comparison with
-    public FER2013 models) and how well the uncertainty flag catches faces the crowd saw as another
+    public FER2013 models), on the images where the crowd's majority agrees / disagrees with the folder
+    label, and how well the uncertainty flag catches faces the crowd saw as another
     expression.
     """
     logits, embeddings = classifier.outputs(faces.images)
@@ -64,6 +65,7 @@ def evaluate_faces(
             "fer2013_private_test": usage == "PrivateTest",
             "fer2013_test_rows": np.isin(usage, ["PublicTest", "PrivateTest"]),
         }
+        subsets["crowd_agrees_with_label"], subsets["crowd_disagrees_with_label"] = data.crowd_agrees(faces, votes)
         report["subsets"] = {
             name: {"n": int(mask.sum()), "accuracy": compute_metrics(labels[mask], probs[mask])["accuracy"]}
             for name, mask in subsets.items()
@@ -133,7 +135,7 @@ def format_report(report: dict) -> str:
         f"calibration: ECE {report['ece']:.4f} at temperature {report['temperature']:.3f} (uncalibrated ECE {report['ece_uncalibrated']:.4f})"
     )
     for name, sub in report.get("subsets", {}).items():
-        lines.append(f"accuracy on {name} rows: {sub['accuracy']:.4f} ({sub['n']} images)")
+        lines.append(f"accuracy on {name.replace('_', ' ')}: {sub['accuracy']:.4f} ({sub['n']} images)")
     if "uncertainty" in report:
         u = report["uncertainty"]
         lines.append(

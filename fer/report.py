@@ -90,6 +90,21 @@ def fer2013_sentence(card: dict) -> str | None:
     return "".join(parts)
 
 
+def crowd_agreement_sentence(card: dict) -> str | None:
+    """How the model does where the FERPlus crowd agrees with the folder label and where it does not."""
+    for split in splits_with_metrics(card):
+        subsets = split_metrics(card, split).get("subsets") or {}
+        agrees, disagrees = subsets.get("crowd_agrees_with_label"), subsets.get("crowd_disagrees_with_label")
+        if isinstance(agrees, dict) and isinstance(disagrees, dict) and agrees.get("n") and disagrees.get("n"):
+            return (
+                f"The FERPlus crowd (ten people per face) reads {_count(agrees['n'])} of the {split} faces as their folder "
+                f"label: on those the model is {_pct(agrees['accuracy'])} accurate. On the {_count(disagrees['n'])} it reads "
+                f"differently (sad faces it calls neutral, above all) the model is {_pct(disagrees['accuracy'])} accurate: "
+                "much of the remaining error is disagreement about the label itself."
+            )
+    return None
+
+
 def headline(card: dict, weights_bytes: int | None = None) -> list[Headline]:
     """The first numbers a reader needs, each saying which split and how many images it comes from."""
     items = []
@@ -458,9 +473,9 @@ def report_html(
         f" &middot; sha256 {_e(str(card.get('weights_sha256', ''))[:12])}&hellip; &middot; report made {_e(date.today().isoformat())}</p>",
     ]
     parts += _cards(headline(card, weights_bytes))
-    comparable = fer2013_sentence(card)
-    if comparable:
-        parts.append(f"<p>{_e(comparable)}</p>")
+    for sentence in (fer2013_sentence(card), crowd_agreement_sentence(card)):
+        if sentence:
+            parts.append(f"<p>{_e(sentence)}</p>")
     if card.get("intended_use"):
         parts += ["<h2>Intended use</h2>", f"<p>{_e(card['intended_use'])}</p>"]
     if card.get("limitations"):

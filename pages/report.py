@@ -16,6 +16,7 @@ from fer.report import (
     calibration_lines,
     calibration_summary,
     confusion_pair,
+    crowd_agreement_sentence,
     fer2013_sentence,
     headline,
     model_details,
@@ -104,9 +105,9 @@ def render() -> None:
     )
 
     metric_cards(headline(card, size))
-    comparable = fer2013_sentence(card)
-    if comparable:
-        st.markdown(escape_markdown(comparable))
+    for sentence in (fer2013_sentence(card), crowd_agreement_sentence(card)):
+        if sentence:
+            st.markdown(escape_markdown(sentence))
 
     if card.get("intended_use") or card.get("limitations"):
         st.header("Intended use and limitations")

@@ -552,6 +552,9 @@ def test_report_page_shows_headline_numbers_and_offers_the_html_export(no_datase
     rows = card["metrics"]["validation"]["subsets"]["fer2013_test_rows"]
     assert metrics["FER2013 test rows"] == f"{rows['accuracy']:.1%}"
     assert f"{rows['n']:,} of the validation images are FER2013's own test rows" in shown
+    agrees = card["metrics"]["validation"]["subsets"]["crowd_agrees_with_label"]
+    assert f"reads {agrees['n']:,} of the validation faces as their folder label" in shown
+    assert f"the model is {agrees['accuracy']:.1%} accurate" in shown
     sad, neutral = CLASSES.index("sad"), CLASSES.index("neutral")
     matrix = card["metrics"]["validation"]["confusion_matrix"]
     assert f"{matrix[sad][neutral]:,} of the {sum(matrix[sad]):,} sad faces" in shown

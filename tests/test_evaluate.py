@@ -5,9 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
+from fer import data
 from fer.cli import main as cli
 from fer.data import CLASSES
-from fer.evaluate import compute_metrics, expected_calibration_error
+from fer.evaluate import compute_metrics, evaluate_faces, expected_calibration_error, format_report
 
 REPORT_KEYS = {
     "n",
@@ -106,3 +107,15 @@ def test_evaluate_with_flip_tta_averages_the_face_and_its_mirror_image(tiny_data
     logits = (classifier.logits(faces.images) + classifier.logits(mirrored)) / 2
     assert np.allclose(tta_probs, torch.softmax(logits / classifier.temperature, 1).numpy(), atol=1e-5)
     assert not np.allclose(tta_probs, probs, atol=1e-3)
+
+
+def test_accuracy_where_the_crowd_agrees_with_the_folder_label_and_where_it_does_not(data_root, val_subset, classifier):
+    votes = data.load_votes(data.find_votes_file(data_root))
+    report, _, _ = evaluate_faces(classifier, val_subset, votes=votes)
+    agrees, disagrees = (report["subsets"][f"crowd_{k}_with_label"] for k in ("agrees", "disagrees"))
+    _, has_votes = data.crowd_distribution(val_subset, votes)
+    assert agrees["n"] + disagrees["n"] == has_votes.sum() and disagrees["n"] >= 40
+    # Where the crowd reads the face as the folder label does, the model is far more often right.
+    assert agrees["accuracy"] > 0.85 and disagrees["accuracy"] < agrees["accuracy"] - 0.2
+    text = format_report(report)
+    assert f"crowd agrees with label: {agrees['accuracy']:.4f} ({agrees['n']} images)" in text

@@ -11,6 +11,7 @@ from fer.report import (
     calibration_lines,
     calibration_summary,
     confusion_pair,
+    crowd_agreement_sentence,
     fer2013_test_rows,
     figures,
     headline,
@@ -134,6 +135,8 @@ STUDIED = {
                 "fer2013_public_test": {"n": 452, "accuracy": 0.712},
                 "fer2013_private_test": {"n": 531, "accuracy": 0.742},
                 "fer2013_test_rows": {"n": 983, "accuracy": 0.728},
+                "crowd_agrees_with_label": {"n": 3886, "accuracy": 0.899},
+                "crowd_disagrees_with_label": {"n": 1066, "accuracy": 0.52},
             },
         },
         "test": {
@@ -186,6 +189,14 @@ def test_fer2013_test_rows_are_the_comparable_number():
     out = report_html(STUDIED)
     assert "983 of the validation images are FER2013&#x27;s own test rows" in out
     assert "public test 71.2% of 452, private test 74.2% of 531" in out
+
+
+def test_accuracy_where_the_crowd_agrees_with_the_label_is_spelt_out():
+    assert crowd_agreement_sentence(MINIMAL) is None
+    sentence = crowd_agreement_sentence(STUDIED)
+    assert sentence.startswith("The FERPlus crowd (ten people per face) reads 3,886 of the validation faces")
+    assert "model is 89.9% accurate. On the 1,066 it reads differently" in sentence and "52.0%" in sentence
+    assert sentence.replace("'", "&#x27;") in report_html(STUDIED)
 
 
 def test_the_sad_neutral_confusion_is_spelt_out():
