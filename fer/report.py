@@ -99,7 +99,7 @@ def crowd_agreement_sentence(card: dict) -> str | None:
             return (
                 f"The FERPlus crowd (ten people per face) reads {_count(agrees['n'])} of the {split} faces as their folder "
                 f"label: on those the model is {_pct(agrees['accuracy'])} accurate. On the {_count(disagrees['n'])} it reads "
-                f"differently (sad faces it calls neutral, above all) the model is {_pct(disagrees['accuracy'])} accurate: "
+                f"as another of the four classes the model is {_pct(disagrees['accuracy'])} accurate: "
                 "much of the remaining error is disagreement about the label itself."
             )
     return None
