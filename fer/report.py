@@ -105,6 +105,11 @@ def crowd_agreement_sentence(card: dict) -> str | None:
     return None
 
 
+def result_sentences(card: dict) -> list[str]:
+    """The sentences under the headline numbers (page and HTML export): the comparable number, label noise."""
+    return [s for s in (fer2013_sentence(card), crowd_agreement_sentence(card)) if s]
+
+
 def headline(card: dict, weights_bytes: int | None = None) -> list[Headline]:
     """The first numbers a reader needs, each saying which split and how many images it comes from."""
     items = []
@@ -473,9 +478,7 @@ def report_html(
         f" &middot; sha256 {_e(str(card.get('weights_sha256', ''))[:12])}&hellip; &middot; report made {_e(date.today().isoformat())}</p>",
     ]
     parts += _cards(headline(card, weights_bytes))
-    for sentence in (fer2013_sentence(card), crowd_agreement_sentence(card)):
-        if sentence:
-            parts.append(f"<p>{_e(sentence)}</p>")
+    parts += [f"<p>{_e(sentence)}</p>" for sentence in result_sentences(card)]
     if card.get("intended_use"):
         parts += ["<h2>Intended use</h2>", f"<p>{_e(card['intended_use'])}</p>"]
     if card.get("limitations"):

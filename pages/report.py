@@ -16,13 +16,12 @@ from fer.report import (
     calibration_lines,
     calibration_summary,
     confusion_pair,
-    crowd_agreement_sentence,
-    fer2013_sentence,
     headline,
     model_details,
     per_class_rows,
     reliability_caption,
     report_html,
+    result_sentences,
     split_metrics,
     splits_with_metrics,
     stored_reliability,
@@ -105,9 +104,8 @@ def render() -> None:
     )
 
     metric_cards(headline(card, size))
-    for sentence in (fer2013_sentence(card), crowd_agreement_sentence(card)):
-        if sentence:
-            st.markdown(escape_markdown(sentence))
+    for sentence in result_sentences(card):
+        st.markdown(escape_markdown(sentence))
 
     if card.get("intended_use") or card.get("limitations"):
         st.header("Intended use and limitations")
