@@ -30,6 +30,8 @@ VOTES_FILE = "ferplus_votes.csv"
 # FERPlus vote columns for our four classes, in CLASSES order.
 VOTE_COLUMNS = ("happiness", "sadness", "surprise", "neutral")
 OUT_OF_SCOPE_VOTES = ("anger", "disgust", "fear", "contempt")
+# Every FERPlus vote column: our four, the other expressions, then "unknown" and "not a face".
+ALL_VOTE_COLUMNS = VOTE_COLUMNS + OUT_OF_SCOPE_VOTES + ("unknown", "NF")
 
 
 def find_data_dir(cli_value: str | os.PathLike | None = None) -> Path:
@@ -223,6 +225,21 @@ def soft_targets(faces: FaceSet, votes: dict[str, dict[str, str]] | None, crowd_
     dist, has_votes = crowd_distribution(faces, votes)
     dist[~has_votes] = onehot[~has_votes]
     return (1 - crowd_weight) * onehot + crowd_weight * dist
+
+
+def crowd_vote_shares(faces: FaceSet, votes: dict[str, dict[str, str]] | None) -> np.ndarray:
+    """Per image, the crowd's vote share over all ten FERPlus columns (ALL_VOTE_COLUMNS); zeros without votes.
+
+    The target of the auxiliary crowd head in training (`fer train --crowd-aux`): all-zero rows add no loss.
+    """
+    shares = np.zeros((len(faces), len(ALL_VOTE_COLUMNS)), dtype=np.float32)
+    for i, key in enumerate(faces.keys):
+        row = (votes or {}).get(key)
+        if row is not None:
+            shares[i] = [float(row[c]) for c in ALL_VOTE_COLUMNS]
+    total = shares.sum(axis=1, keepdims=True)
+    np.divide(shares, total, out=shares, where=total > 0)
+    return shares
 
 
 def crowd_out_of_scope(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:

@@ -16,6 +16,7 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--crowd-weight", type=float, default=0.0, help="weight of FERPlus vote shares in the targets")
     p.add_argument("--drop-junk", action="store_true", help="drop train images the crowd calls not-a-face/unknown")
     p.add_argument("--dedup", action="store_true", help="drop repeated and conflicting pixel-identical train images")
+    p.add_argument(
+        "--crowd-aux",
+        type=float,
+        default=0.0,
+        help="weight of an auxiliary head that learns the FERPlus vote shares of all ten columns (0 = off); "
+        "the four-class head still learns the folder labels, and the auxiliary head is not shipped",
+    )
     p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
     p.add_argument(
         "--teacher", help="weights of a trained model to distil from (knowledge distillation; off if not given)"
@@ -133,9 +141,31 @@ def predict_logits(
     return torch.cat(out)
 
 
-def train_one_epoch(model, ema, optimizer, scheduler, images, targets, args, generator, epoch, teacher=None) -> dict:
+@dataclass
+class TrainState:
+    """What an epoch of training updates (and reads): the model, its optimiser and their helpers."""
+
+    model: FerNet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator  # drives the order, the augmentation and mixup partners: seeded, resumable
+    ema: EMA | None = None
+    teacher: torch.nn.Module | None = None  # knowledge distillation (--teacher)
+    crowd_head: torch.nn.Linear | None = None  # auxiliary crowd-vote head (--crowd-aux), not shipped
+
+
+def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor, args, epoch: int) -> dict:
+    """One pass over the training images. targets: (N, 4) folder-label targets, then (N, 10) vote shares
+    when the crowd head is on."""
+    model, ema, optimizer, scheduler, generator = (
+        state.model,
+        state.ema,
+        state.optimizer,
+        state.scheduler,
+        state.generator,
+    )
     model.train()
-    n = len(images)
+    n, n_classes = len(images), len(data.CLASSES)
     order = torch.randperm(n, generator=generator)
     steps = n // args.batch_size  # drop the last partial batch: BatchNorm dislikes tiny batches
     aug = AugmentConfig(erase=args.erase, rotate_deg=args.rotate, shift=args.shift, scale=args.scale)
@@ -145,19 +175,23 @@ def train_one_epoch(model, ema, optimizer, scheduler, images, targets, args, gen
     for step in bar:
         idx = order[step * args.batch_size : (step + 1) * args.batch_size]
         x = augment(to_tensor(images[idx.numpy()]), aug, generator)
-        y = targets[idx]
-        if args.label_smoothing > 0:
-            y = y * (1 - args.label_smoothing) + args.label_smoothing / y.shape[1]
+        y = targets[idx].clone()
+        if args.label_smoothing > 0:  # the folder labels only; vote shares are soft already
+            y[:, :n_classes] = y[:, :n_classes] * (1 - args.label_smoothing) + args.label_smoothing / n_classes
         x, y = mixup(x, y, args.mixup, generator)
         # Augmentation runs on the CPU with the seeded generator, so a GPU run sees the same batches.
         x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=not args.no_bf16):
-            logits = model(x)
-            teacher_logits = teacher(x) if teacher is not None else None
-        loss = soft_cross_entropy(logits, y)
+            embedding = model.embed(x)
+            logits = model.head(model.dropout(embedding))
+            crowd_logits = state.crowd_head(embedding) if state.crowd_head is not None else None
+            teacher_logits = state.teacher(x) if state.teacher is not None else None
+        loss = soft_cross_entropy(logits, y[:, :n_classes])
         if teacher_logits is not None:  # the teacher reads the same augmented, mixed batch
             kd = distillation_loss(logits, teacher_logits, args.kd_temperature)
             loss = (1 - args.kd_weight) * loss + args.kd_weight * kd
+        if crowd_logits is not None:  # images without votes have all-zero shares: no loss
+            loss = loss + args.crowd_aux * soft_cross_entropy(crowd_logits, y[:, n_classes:])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -205,12 +239,17 @@ def prepare_data(args) -> tuple[data.FaceSet, torch.Tensor, data.FaceSet, dict]:
     if args.dedup:
         train, info["dedup"] = data.deduplicate(train)
     votes_file = data.find_votes_file(root)
-    votes = data.load_votes(votes_file) if votes_file and (args.crowd_weight > 0 or args.drop_junk) else None
+    wants_votes = args.crowd_weight > 0 or args.drop_junk or args.crowd_aux > 0
+    votes = data.load_votes(votes_file) if votes_file and wants_votes else None
+    if args.crowd_aux > 0 and not votes:
+        raise data.DataError(f"--crowd-aux needs {data.VOTES_FILE} next to the dataset at {root}")
     if args.drop_junk and votes:
         junk = data.crowd_not_a_face(train, votes)
         train = train.subset(~junk)
         info["dropped_junk"] = int(junk.sum())
     targets = torch.from_numpy(data.soft_targets(train, votes, args.crowd_weight))
+    if args.crowd_aux > 0:
+        targets = torch.cat([targets, torch.from_numpy(data.crowd_vote_shares(train, votes))], dim=1)
     info.update(n_train=len(train), n_val=len(val), votes_file=str(votes_file) if votes else None)
     return train, targets, val, info
 
@@ -230,8 +269,12 @@ def main(args) -> dict:
     torch.backends.cudnn.benchmark = device.type == "cuda"
     model = FerNet(config).to(device, memory_format=torch.channels_last)
     print(f"model: {count_params(model) / 1e6:.2f} M params, {count_macs(model) / 1e6:.0f} M MACs per face")
+    crowd_head = None
+    if args.crowd_aux > 0:
+        crowd_head = torch.nn.Linear(config.widths[-1], len(data.ALL_VOTE_COLUMNS)).to(device)
+    trained_params = list(model.parameters()) + (list(crowd_head.parameters()) if crowd_head is not None else [])
     decay, no_decay = [], []
-    for param in model.parameters():
+    for param in trained_params:
         (no_decay if param.ndim <= 1 else decay).append(param)
     groups = [{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}]
     if args.opt == "sgd":
@@ -248,6 +291,7 @@ def main(args) -> dict:
         teacher = load_model(args.teacher)[0].to(device, memory_format=torch.channels_last).requires_grad_(False)
         print(f"distilling from {args.teacher} ({count_macs(teacher) / 1e6:.0f} M MACs per face)")
     generator = torch.Generator().manual_seed(args.seed)
+    train_state = TrainState(model, optimizer, scheduler, generator, ema, teacher, crowd_head)
 
     history, best, start_epoch, train_time = [], {"val_accuracy": -1.0, "epoch": -1}, 0, 0.0
     wall_start, wall_before = time.perf_counter(), 0.0
@@ -264,6 +308,8 @@ def main(args) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        if crowd_head is not None:
+            crowd_head.load_state_dict(state["crowd_head"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, best, start_epoch = json.loads(state["history"]), json.loads(state["best"]), state["epoch"] + 1
@@ -272,9 +318,7 @@ def main(args) -> dict:
 
     scored = ema.module if ema is not None else model
     for epoch in range(start_epoch, args.epochs):
-        stats = train_one_epoch(
-            model, ema, optimizer, scheduler, train.images, targets, args, generator, epoch, teacher
-        )
+        stats = train_one_epoch(train_state, train.images, targets, args, epoch)
         train_time += stats["epoch_s"]
         scored_now = epoch >= args.eval_from or epoch == args.epochs - 1
         if scored_now:
@@ -298,6 +342,7 @@ def main(args) -> dict:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "ema": ema.state_dict() if ema is not None else {},
+            "crowd_head": crowd_head.state_dict() if crowd_head is not None else {},
             "generator": generator.get_state(),
             "torch_rng": torch.get_rng_state(),
             "history": json.dumps(history),

@@ -48,6 +48,20 @@ RECIPES = {
     "base90_seed1": ("w32 d1121", 90, "--seed 1"),
     "base90_noema": ("w32 d1121", 90, "--ema-decay 0"),
     "base90_wd0.02": ("w32 d1121", 90, "--wd 0.02"),
+    # 2026-11-26, second GPU session: around the shipped recipe (base + mixup 0.2).
+    "shipped_seed1": ("w32 d1121", 90, "--mixup 0.2 --seed 1"),
+    "shipped_crowdaux0.25": ("w32 d1121", 90, "--mixup 0.2 --crowd-aux 0.25"),
+    "shipped_crowdaux0.5": ("w32 d1121", 90, "--mixup 0.2 --crowd-aux 0.5"),
+    "shipped_crowdaux0.5_seed1": ("w32 d1121", 90, "--mixup 0.2 --crowd-aux 0.5 --seed 1"),
+    "shipped_crowdaux1": ("w32 d1121", 90, "--mixup 0.2 --crowd-aux 1"),
+    "shipped_crowdaux1_seed1": ("w32 d1121", 90, "--mixup 0.2 --crowd-aux 1 --seed 1"),
+    "shipped_mixup0.4": ("w32 d1121", 90, "--mixup 0.4"),
+    "shipped_lr3e-3": ("w32 d1121", 90, "--mixup 0.2 --lr 3e-3"),
+    "shipped_wd0.1": ("w32 d1121", 90, "--mixup 0.2 --wd 0.1"),
+    "shipped_strongaug": ("w32 d1121", 90, "--mixup 0.2 --rotate 20 --scale 0.2 --shift 0.12"),
+    # Over the CPU budget (the teacher's 90 epochs count too): how much a 90-epoch student gains.
+    "shipped_kd_from_shipped": ("w32 d1121", 90, "--mixup 0.2 --teacher weights/fer_net.pt"),
+    "shipped_kd_crowdaux0.5": ("w32 d1121", 90, "--mixup 0.2 --crowd-aux 0.5 --teacher weights/fer_net.pt"),
 }
 
 
