@@ -157,13 +157,7 @@ class TrainState:
 def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor, args, epoch: int) -> dict:
     """One pass over the training images. targets: (N, 4) folder-label targets, then (N, 10) vote shares
     when the crowd head is on."""
-    model, ema, optimizer, scheduler, generator = (
-        state.model,
-        state.ema,
-        state.optimizer,
-        state.scheduler,
-        state.generator,
-    )
+    model, generator, scheduler = state.model, state.generator, state.scheduler
     model.train()
     n, n_classes = len(images), len(data.CLASSES)
     order = torch.randperm(n, generator=generator)
@@ -192,12 +186,12 @@ def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor
             loss = (1 - args.kd_weight) * loss + args.kd_weight * kd
         if crowd_logits is not None:  # images without votes have all-zero shares: no loss
             loss = loss + args.crowd_aux * soft_cross_entropy(crowd_logits, y[:, n_classes:])
-        optimizer.zero_grad(set_to_none=True)
+        state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        state.optimizer.step()
         scheduler.step()
-        if ema is not None:
-            ema.update(model)
+        if state.ema is not None:
+            state.ema.update(model)
         total_loss += loss.detach() * len(idx)
         seen += len(idx)
         if not bar.disable:  # reading the loss waits for the device; only the progress bar needs it

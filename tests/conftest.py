@@ -63,11 +63,15 @@ def copy_images(source: Path, target: Path, per_class: int, offset: int = 0) -> 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(data_root, tmp_path_factory) -> Path:
-    """A split-layout dataset of real faces: train 80 per class, validation 25 per class, test 10 per class."""
+    """A split-layout dataset of real faces: train 80 per class, validation 25 per class, test 10 per class.
+
+    The FERPlus votes file sits beside it, as beside the real dataset, so crowd options take effect.
+    """
     root = tmp_path_factory.mktemp("tiny_dataset")
     copy_images(data_root / "train", root / "train", 80)
     copy_images(data_root / "validation", root / "validation", 25)
     copy_images(data_root / "test", root / "test", 10)
+    shutil.copy(data.find_votes_file(data_root), root / data.VOTES_FILE)
     return root
 
 

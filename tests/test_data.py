@@ -84,6 +84,24 @@ def test_soft_targets_mix_folder_label_and_crowd_votes(data_root, val_subset):
     assert (dist.argmax(1) != val_subset.labels).any()
 
 
+def test_crowd_vote_shares_cover_all_ten_columns_of_the_votes_file(data_root, val_subset):
+    votes = data.load_votes(data.find_votes_file(data_root))
+    shares = data.crowd_vote_shares(val_subset, votes)
+    assert shares.shape == (len(val_subset), len(data.ALL_VOTE_COLUMNS)) == (len(val_subset), 10)
+    has_votes = shares.sum(1) > 0
+    assert has_votes.all() and np.allclose(shares.sum(1), 1)
+    row = votes[val_subset.keys[0]]
+    counts = np.array([float(row[column]) for column in data.ALL_VOTE_COLUMNS])
+    assert np.allclose(shares[0], counts / counts.sum())
+    # Our four classes come first, in CLASSES order: renormalised, they are the four-class distribution.
+    dist, four_has_votes = data.crowd_distribution(val_subset, votes)
+    four = shares[four_has_votes, : len(data.CLASSES)]
+    assert np.allclose(four / four.sum(1, keepdims=True), dist[four_has_votes])
+    # Some faces get votes outside our four (anger, fear, ...), which the four-class targets leave out.
+    assert (shares[:, len(data.CLASSES) :].sum(1) > 0).any()
+    assert not data.crowd_vote_shares(val_subset, None).any()
+
+
 def test_unusable_folder_names_give_a_data_error():
     with pytest.raises(DataError, match="cannot be used"):
         data.find_data_dir("x" * 5000)

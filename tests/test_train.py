@@ -1,8 +1,11 @@
 import json
 
+import pytest
 import torch
+from conftest import copy_images
 
 from fer.checkpoint import load_model
+from fer.errors import DataError
 from fer.evaluate import evaluate_folder
 from fer.train import distillation_loss, get_args_parser, main
 
@@ -96,3 +99,26 @@ def test_a_run_distils_from_a_trained_teacher(tiny_dataset, tmp_path):
         main(tiny_args(tiny_dataset, tmp_path / run, "--epochs", "1", "--label-smoothing", smoothing))
     weights_c, weights_d = (load_model(tmp_path / run / "best.pt")[0].state_dict() for run in ("c", "d"))
     assert not all(torch.equal(weights_c[key], weights_d[key]) for key in weights_c)
+
+
+def test_the_crowd_head_changes_training_but_the_shipped_model_stays_four_class(tiny_dataset, tmp_path):
+    plain = main(tiny_args(tiny_dataset, tmp_path / "plain", "--epochs", "1"))
+    crowd = main(tiny_args(tiny_dataset, tmp_path / "crowd", "--epochs", "1", "--crowd-aux", "1"))
+    assert crowd["recipe"]["crowd_aux"] == 1.0 and plain["recipe"]["crowd_aux"] == 0.0
+    weights_plain, weights_crowd = (
+        load_model(tmp_path / run / "best.pt")[0].state_dict() for run in ("plain", "crowd")
+    )
+    assert weights_plain.keys() == weights_crowd.keys()  # no crowd head in what ships
+    assert not all(torch.equal(weights_plain[key], weights_crowd[key]) for key in weights_plain)
+    # The head itself is kept for resuming: ten vote columns read from the last stage's 32 channels.
+    state = torch.load(tmp_path / "crowd" / "last_state.pt", weights_only=True)
+    assert state["crowd_head"]["weight"].shape == (10, 32)
+    resumed = main(tiny_args(tiny_dataset, tmp_path / "crowd", "--epochs", "2", "--crowd-aux", "1", "--resume"))
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1]
+
+
+def test_the_crowd_head_without_a_votes_file_is_a_clear_error(data_root, tmp_path):
+    copy_images(data_root / "train", tmp_path / "train", 8)
+    copy_images(data_root / "validation", tmp_path / "validation", 4)
+    with pytest.raises(DataError, match="crowd-aux needs ferplus_votes.csv"):
+        main(tiny_args(tmp_path, tmp_path / "run", "--epochs", "1", "--crowd-aux", "0.5"))
