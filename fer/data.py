@@ -200,21 +200,33 @@ def load_votes(csv_path: Path) -> dict[str, dict[str, str]]:
         return {row["path"]: row for row in csv.DictReader(f)}
 
 
+def vote_counts(faces: FaceSet, votes: dict[str, dict[str, str]] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the crowd's vote counts in ALL_VOTE_COLUMNS order (zeros without a row), and a mask of
+    images that have a row. Every crowd helper below reads the votes through this one."""
+    counts = np.zeros((len(faces), len(ALL_VOTE_COLUMNS)), dtype=np.float32)
+    has_row = np.zeros(len(faces), dtype=bool)
+    for i, key in enumerate(faces.keys):
+        row = (votes or {}).get(key)
+        if row is not None:
+            counts[i] = [float(row[c]) for c in ALL_VOTE_COLUMNS]
+            has_row[i] = True
+    return counts, has_row
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    """Counts divided by their row total; rows without votes stay zero."""
+    total = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+
+
 def crowd_distribution(faces: FaceSet, votes: dict[str, dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
     """Per image, the crowd's vote share over our four classes, and a mask of images that have votes.
 
     Votes for other expressions, 'unknown' and 'not a face' are left out; an image with no vote for
     any of the four classes (or no row at all) gets mask False.
     """
-    dist = np.zeros((len(faces), len(CLASSES)), dtype=np.float32)
-    for i, key in enumerate(faces.keys):
-        row = votes.get(key)
-        if row is not None:
-            dist[i] = [float(row[c]) for c in VOTE_COLUMNS]
-    total = dist.sum(axis=1, keepdims=True)
-    has_votes = total[:, 0] > 0
-    dist[has_votes] /= total[has_votes]
-    return dist, has_votes
+    four = vote_counts(faces, votes)[0][:, : len(VOTE_COLUMNS)]
+    return _shares(four), four.sum(axis=1) > 0
 
 
 def soft_targets(faces: FaceSet, votes: dict[str, dict[str, str]] | None, crowd_weight: float) -> np.ndarray:
@@ -232,14 +244,7 @@ def crowd_vote_shares(faces: FaceSet, votes: dict[str, dict[str, str]] | None) -
 
     The target of the auxiliary crowd head in training (`fer train --crowd-aux`): all-zero rows add no loss.
     """
-    shares = np.zeros((len(faces), len(ALL_VOTE_COLUMNS)), dtype=np.float32)
-    for i, key in enumerate(faces.keys):
-        row = (votes or {}).get(key)
-        if row is not None:
-            shares[i] = [float(row[c]) for c in ALL_VOTE_COLUMNS]
-    total = shares.sum(axis=1, keepdims=True)
-    np.divide(shares, total, out=shares, where=total > 0)
-    return shares
+    return _shares(vote_counts(faces, votes)[0])
 
 
 def crowd_out_of_scope(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
@@ -247,17 +252,9 @@ def crowd_out_of_scope(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.n
 
     None when there are no votes for these images.
     """
-    columns = VOTE_COLUMNS + OUT_OF_SCOPE_VOTES
-    mask = np.zeros(len(faces), dtype=bool)
-    found = 0
-    for i, key in enumerate(faces.keys):
-        row = votes.get(key)
-        if row is None:
-            continue
-        found += 1
-        counts = [float(row[c]) for c in columns]
-        mask[i] = int(np.argmax(counts)) >= len(VOTE_COLUMNS)
-    return mask if found else None
+    counts, has_row = vote_counts(faces, votes)
+    expressions = counts[:, : len(VOTE_COLUMNS) + len(OUT_OF_SCOPE_VOTES)]
+    return has_row & (expressions.argmax(axis=1) >= len(VOTE_COLUMNS)) if has_row.any() else None
 
 
 def crowd_agrees(faces: FaceSet, votes: dict[str, dict[str, str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -279,11 +276,6 @@ def fer2013_usage(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarra
 
 def crowd_not_a_face(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
     """Mask of images the crowd mostly called 'not a face' or 'unknown'."""
-    mask = np.zeros(len(faces), dtype=bool)
-    for i, key in enumerate(faces.keys):
-        row = votes.get(key)
-        if row is None:
-            continue
-        junk = float(row["NF"]) + float(row["unknown"])
-        mask[i] = junk > sum(float(row[c]) for c in VOTE_COLUMNS + OUT_OF_SCOPE_VOTES)
-    return mask
+    counts = vote_counts(faces, votes)[0]
+    expressions = len(VOTE_COLUMNS) + len(OUT_OF_SCOPE_VOTES)  # unknown and NF come after them
+    return counts[:, expressions:].sum(axis=1) > counts[:, :expressions].sum(axis=1)

@@ -169,7 +169,7 @@ def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor
     for step in bar:
         idx = order[step * args.batch_size : (step + 1) * args.batch_size]
         x = augment(to_tensor(images[idx.numpy()]), aug, generator)
-        y = targets[idx].clone()
+        y = targets[idx]  # a copy (index tensor), so smoothing below leaves `targets` alone
         if args.label_smoothing > 0:  # the folder labels only; vote shares are soft already
             y[:, :n_classes] = y[:, :n_classes] * (1 - args.label_smoothing) + args.label_smoothing / n_classes
         x, y = mixup(x, y, args.mixup, generator)

@@ -59,7 +59,8 @@ RECIPES = {
     "shipped_lr3e-3": ("w32 d1121", 90, "--mixup 0.2 --lr 3e-3"),
     "shipped_wd0.1": ("w32 d1121", 90, "--mixup 0.2 --wd 0.1"),
     "shipped_strongaug": ("w32 d1121", 90, "--mixup 0.2 --rotate 20 --scale 0.2 --shift 0.12"),
-    # Over the CPU budget (the teacher's 90 epochs count too): how much a 90-epoch student gains.
+    # Over the CPU budget (the teacher's 90 epochs count too): how much a 90-epoch student gains. The teacher
+    # was the model shipped that day (sha256 a36c70ac1b93..., without the crowd head).
     "shipped_kd_from_shipped": ("w32 d1121", 90, "--mixup 0.2 --teacher weights/fer_net.pt"),
     "shipped_kd_crowdaux0.5": ("w32 d1121", 90, "--mixup 0.2 --crowd-aux 0.5 --teacher weights/fer_net.pt"),
 }
