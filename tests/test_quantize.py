@@ -2,6 +2,7 @@ import numpy as np
 import torch
 
 from fer import quantize
+from fer.model import FerNet
 from fer.predict import Classifier
 
 
@@ -38,3 +39,24 @@ def test_served_outputs_match_the_plain_network(classifier, val_subset):
         fp32_logits = classifier.model(x)
     assert torch.corrcoef(torch.stack([embeddings.flatten(), fp32_embeddings.flatten()]))[0, 1] > 0.98
     assert (logits.argmax(1) == fp32_logits.argmax(1)).float().mean() > 0.95
+
+
+def _input_codes(quantized: torch.nn.Module) -> torch.Tensor:
+    """The uint8 codes the int8 model gives the 256 gray levels (its first step: normalise, quantize)."""
+    scale, zero_point = quantize.input_quantization(quantized)
+    gray = torch.arange(256, dtype=torch.float32) / 255
+    normalised = (gray - FerNet.MEAN) / FerNet.STD
+    return torch.quantize_per_tensor(normalised, float(scale), int(zero_point), torch.quint8).int_repr()
+
+
+def test_each_gray_level_gets_its_own_input_code(classifier, val_subset):
+    """Observed ranges gave the input 128 codes, merging neighbouring gray levels (cost 0.2 points)."""
+    quantized = quantize.quantize(classifier.model, val_subset.images[:64])
+    assert torch.equal(_input_codes(quantized), torch.arange(256, dtype=torch.uint8))
+    assert torch.equal(_input_codes(classifier._fast), torch.arange(256, dtype=torch.uint8))  # the shipped one
+
+
+def test_stem_weights_use_7_bits(classifier):
+    """Full-range uint8 input x 7-bit weights cannot overflow int16 pair sums on CPUs without VNNI."""
+    codes = classifier._fast.stem.get_submodule("0").weight().int_repr()
+    assert codes.abs().max() <= 64 and codes.abs().max() >= 60  # 7 bits, and actually used
