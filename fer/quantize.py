@@ -34,8 +34,8 @@ def _prepared(model: FerNet) -> torch.nn.Module:
     mapping = get_default_qconfig_mapping(ENGINE)
     # The stem convolution reads the input on all 8 bits (see _quantize_input_exactly), where the default
     # activations use 7 (reduce_range). Without VNNI, x86 kernels add pairs of uint8 x int8 products in
-    # int16; 7-bit weights keep such a pair within range (2 * 255 * 64 < 32768). 9 weights per channel
-    # lose nothing measurable at 7 bits.
+    # int16; 7-bit weights (codes within +-64 after rounding) keep such a pair in range: 2 * 255 * 64 < 32768.
+    # 9 weights per channel lose nothing measurable at 7 bits.
     weight_7bit = PerChannelMinMaxObserver.with_args(
         dtype=torch.qint8, qscheme=torch.per_channel_symmetric, quant_min=-64, quant_max=63
     )
