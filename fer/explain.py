@@ -56,7 +56,8 @@ def layer_names(config: ModelConfig | None = None) -> list[str]:
 def _stage_layers(config: ModelConfig) -> dict[str, int]:
     # Stage i works at input_size / 2**i pixels (48, 24, 12, 6); the last stage is Grad-CAM's usual layer.
     size = config.input_size
-    return {f"stage {i + 1} ({size >> i}x{size >> i})": i for i in reversed(range(len(config.widths)))}
+    stages = reversed(range(len(config.widths)))
+    return {f"stage {i + 1} ({size >> i}x{size >> i})": i for i in stages if config.depths[i] > 0}
 
 
 def layer_module(model: FerNet, name: str) -> torch.nn.Module:

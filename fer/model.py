@@ -64,12 +64,17 @@ class FerNet(nn.Module):
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config = config or ModelConfig()
+        if 0 in config.depths[1:] or config.depths[-1:] == (0,):
+            raise ValueError(f"Only the first stage may have depth 0, got depths {config.depths}")
         first = config.widths[0]
         self.stem = nn.Sequential(
             nn.Conv2d(1, first, 3, 1, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True)
         )
         stages, in_channels = [], first
         for i, (width, depth) in enumerate(zip(config.widths, config.depths)):
+            if depth == 0:  # no blocks at this resolution (only the first stage may be empty)
+                stages.append(nn.Sequential())
+                continue
             blocks = [BasicBlock(in_channels, width, stride=1 if i == 0 else 2)]
             blocks += [BasicBlock(width, width) for _ in range(depth - 1)]
             stages.append(nn.Sequential(*blocks))

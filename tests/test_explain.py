@@ -8,6 +8,7 @@ import pytest
 from fer.data import CLASSES
 from fer.errors import ImageError
 from fer.explain import METHODS, Explainer, layer_names, overlay, random_map
+from fer.model import ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,11 @@ def test_every_layer_gives_a_48x48_map(explainer, faces):
         maps = explainer.cams(faces[:2], "Grad-CAM", targets=[0, 0], layer=layer)
         assert maps.shape == (2, 48, 48)
         assert maps.min() >= 0.0 and maps.max() <= 1.0
+
+
+def test_a_network_without_full_resolution_blocks_offers_only_its_three_stages():
+    config = ModelConfig(widths=(8, 16, 24, 32), depths=(0, 1, 1, 1))
+    assert layer_names(config) == ["stage 4 (6x6)", "stage 3 (12x12)", "stage 2 (24x24)"]
 
 
 def test_default_target_is_the_predicted_class(explainer, classifier, faces):

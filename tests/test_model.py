@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from fer.model import FerNet, ModelConfig, count_macs, count_params
@@ -24,3 +25,20 @@ def test_blocks_start_as_identity_so_training_starts_stable():
     block = model.stages[0][1]
     x = torch.rand(2, 8, 48, 48)
     assert torch.allclose(block(x), torch.relu(x))
+
+
+def test_an_empty_first_stage_goes_from_the_stem_straight_to_24_pixels():
+    # depths (0, ...): no residual block at full resolution; the stem feeds the stride-2 second stage.
+    config = ModelConfig(widths=(8, 16, 24, 32), depths=(0, 1, 1, 1))
+    model = FerNet(config).eval()
+    x = torch.rand(3, 1, 48, 48)
+    assert model(x).shape == (3, 4)
+    assert model.features(x).shape == (3, 32, 6, 6)
+    assert len(model.stages[0]) == 0
+    assert count_macs(model) < count_macs(FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1))))
+
+
+@pytest.mark.parametrize("depths", [(1, 0, 1, 1), (1, 1, 1, 0)])
+def test_only_the_first_stage_may_be_empty(depths):
+    with pytest.raises(ValueError, match="depth 0"):
+        FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=depths))
