@@ -1,9 +1,10 @@
 """The classifier: a small residual CNN for 1x48x48 faces, sized for a 2-core CPU.
 
 Four stages at 48, 24, 12 and 6 pixels; each stage starts with a stride-2 residual block (except the
-first) and holds `depths[i]` blocks of `widths[i]` channels. Global average pooling, dropout and one
-linear layer give the four logits. Inputs are grayscale in [0, 1]; the model normalises them itself
-so callers never repeat the constants.
+first) and holds `depths[i]` blocks of `widths[i]` channels. A first stage of depth 0 leaves no block
+at full resolution: the stem then feeds the stride-2 second stage. Global average pooling, dropout and
+one linear layer give the four logits. Inputs are grayscale in [0, 1]; the model normalises them
+itself so callers never repeat the constants.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class FerNet(nn.Module):
     def __init__(self, config: ModelConfig | None = None):
         super().__init__()
         self.config = config = config or ModelConfig()
-        if 0 in config.depths[1:] or config.depths[-1:] == (0,):
+        if 0 in config.depths[1:] or config.depths[-1] == 0:
             raise ValueError(f"Only the first stage may have depth 0, got depths {config.depths}")
         first = config.widths[0]
         self.stem = nn.Sequential(
