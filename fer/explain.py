@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from fer.data import CLASSES
-from fer.model import FerNet, ModelConfig
+from fer.model import FerNet, ModelConfig, stage_sizes
 from fer.plots import score_text
 from fer.predict import Classifier
 
@@ -54,10 +54,8 @@ def layer_names(config: ModelConfig | None = None) -> list[str]:
 
 
 def _stage_layers(config: ModelConfig) -> dict[str, int]:
-    # Stage i works at input_size / 2**i pixels (48, 24, 12, 6); the last stage is Grad-CAM's usual layer.
-    size = config.input_size
-    stages = reversed(range(len(config.widths)))
-    return {f"stage {i + 1} ({size >> i}x{size >> i})": i for i in stages if config.depths[i] > 0}
+    # The last stage first: it is Grad-CAM's usual layer.
+    return {f"stage {i + 1} ({size}x{size})": i for i, size in reversed(stage_sizes(config).items())}
 
 
 def layer_module(model: FerNet, name: str) -> torch.nn.Module:

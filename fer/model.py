@@ -39,6 +39,11 @@ class ModelConfig:
         return asdict(self)
 
 
+def stage_sizes(config: ModelConfig) -> dict[int, int]:
+    """Pixels per side of each stage that has blocks, by stage index: {0: 48, 1: 24, 2: 12, 3: 6} by default."""
+    return {i: config.input_size >> i for i, depth in enumerate(config.depths) if depth > 0}
+
+
 class BasicBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fer.model import FerNet, ModelConfig, count_macs, count_params
+from fer.model import FerNet, ModelConfig, count_macs, count_params, stage_sizes
 
 
 def test_forward_shapes_and_feature_map():
@@ -35,6 +35,8 @@ def test_an_empty_first_stage_goes_from_the_stem_straight_to_24_pixels():
     assert model(x).shape == (3, 4)
     assert model.features(x).shape == (3, 32, 6, 6)
     assert len(model.stages[0]) == 0
+    assert stage_sizes(config) == {1: 24, 2: 12, 3: 6}
+    assert stage_sizes(ModelConfig()) == {0: 48, 1: 24, 2: 12, 3: 6}
     assert count_macs(model) < count_macs(FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1))))
 
 
