@@ -62,6 +62,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--widths", type=int, nargs="+", default=list(ModelConfig.widths))
     p.add_argument("--depths", type=int, nargs="+", default=list(ModelConfig.depths))
     p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
+    p.add_argument(
+        "--se", type=int, default=ModelConfig.se_reduction, help="squeeze-and-excitation reduction (0 = no gates)"
+    )
     p.add_argument("--erase", type=float, default=AugmentConfig.erase, help="random-erasing probability")
     p.add_argument("--rotate", type=float, default=AugmentConfig.rotate_deg, help="max rotation in degrees")
     p.add_argument("--shift", type=float, default=AugmentConfig.shift, help="max shift, fraction of the size")
@@ -258,7 +261,9 @@ def main(args) -> dict:
     train, targets, val, info = prepare_data(args)
     print(f"train: {len(train)} images {train.class_counts} | validation: {len(val)} images")
 
-    config = ModelConfig(widths=tuple(args.widths), depths=tuple(args.depths), dropout=args.dropout)
+    config = ModelConfig(
+        widths=tuple(args.widths), depths=tuple(args.depths), dropout=args.dropout, se_reduction=args.se
+    )
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
     model = FerNet(config).to(device, memory_format=torch.channels_last)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from fer.model import FerNet, ModelConfig, count_macs, count_params, stage_sizes
 
@@ -44,3 +45,19 @@ def test_an_empty_first_stage_goes_from_the_stem_straight_to_24_pixels():
 def test_only_the_first_stage_may_be_empty(depths):
     with pytest.raises(ValueError, match="depth 0"):
         FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=depths))
+
+
+def test_squeeze_excitation_scales_whole_channels_after_the_full_resolution_stage():
+    config = ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1), se_reduction=4)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    model = FerNet(config).eval()
+    assert isinstance(model.stages[0][0].se, nn.Identity)  # none at 48 px, where it costs the most time
+    gate = model.stages[1][0].se
+    x = torch.rand(2, 16, 24, 24) + 0.1
+    with torch.no_grad():
+        ratio = gate(x) / x
+    # One factor in (0, 1) per face and channel, the same at every pixel.
+    assert torch.allclose(ratio, ratio[:, :, :1, :1].expand_as(ratio), atol=1e-6)
+    assert ((ratio > 0) & (ratio < 1)).all()
+    assert model(torch.rand(3, 1, 48, 48)).shape == (3, 4)
+    assert count_params(model) > count_params(FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1))))

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from fer import quantize
-from fer.model import FerNet
+from fer.model import FerNet, ModelConfig
 from fer.predict import Classifier
 
 
@@ -39,6 +39,22 @@ def test_served_outputs_match_the_plain_network(classifier, val_subset):
         fp32_logits = classifier.model(x)
     assert torch.corrcoef(torch.stack([embeddings.flatten(), fp32_embeddings.flatten()]))[0, 1] > 0.98
     assert (logits.argmax(1) == fp32_logits.argmax(1)).float().mean() > 0.95
+
+
+def test_a_network_with_squeeze_excitation_gates_quantizes(val_subset):
+    """The gates (pooling, two linear layers, sigmoid, product) go through FX quantization too."""
+    torch.manual_seed(0)
+    model = FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1), se_reduction=4)).eval()
+    for block in model.modules():  # start from non-trivial residual branches, not the identity init
+        if isinstance(block, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(block.weight, 0.5, 1.5)
+    quantized = quantize.quantize(model, val_subset.images[:64])
+    x = torch.from_numpy(val_subset.images[64:128]).unsqueeze(1).float() / 255
+    with torch.no_grad():
+        logits, embedding = quantized(x)
+        fp32_embedding = model.embed(x)
+    assert logits.shape == (64, 4)
+    assert torch.corrcoef(torch.stack([embedding.flatten(), fp32_embedding.flatten()]))[0, 1] > 0.98
 
 
 def _input_codes(quantized: torch.nn.Module) -> torch.Tensor:
