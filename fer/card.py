@@ -28,7 +28,7 @@ from fer.calibrate import (
 )
 from fer.checkpoint import CARD_NAME, DEFAULT_WEIGHTS, load_model, save_weights
 from fer.evaluate import evaluate_folder
-from fer.model import count_macs, count_params, stage_sizes
+from fer.model import count_macs, count_params, describe
 from fer.predict import DEFAULT_UNCERTAINTY_THRESHOLD, Classifier
 
 # Activation ranges from 8,192 faces: validation 0.8154-0.8174 in int8 on three draws, vs 0.8135-0.8145 with
@@ -155,10 +155,7 @@ def build_card(
         "classes": list(data.CLASSES),
         "input": {"size": [48, 48], "channels": 1, "preprocessing": PREPROCESSING},
         "architecture": {
-            "description": (
-                f"Residual CNN: 3x3 stem, stages at {'/'.join(map(str, stage_sizes(model.config).values()))} px "
-                "of basic residual blocks, global average pooling, dropout, linear head."
-            ),
+            "description": describe(model.config),
             "config": model.config.to_dict(),
             "params": count_params(model),
             "macs_per_face": count_macs(model),

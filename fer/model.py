@@ -25,7 +25,7 @@ class ModelConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)
     depths: tuple[int, ...] = (1, 2, 2, 2)
     dropout: float = 0.2
-    se_reduction: int = 0  # squeeze-and-excitation gate in each block, channels / se_reduction hidden (0 = none)
+    se_reduction: int = 0  # > 0: a squeeze-and-excitation gate per block after the first stage (0 = none)
     num_classes: int = len(CLASSES)
     input_size: int = FACE_SIZE
 
@@ -46,13 +46,25 @@ def stage_sizes(config: ModelConfig) -> dict[int, int]:
     return {i: config.input_size >> i for i, depth in enumerate(config.depths) if depth > 0}
 
 
+def describe(config: ModelConfig) -> str:
+    """One sentence on the network's layout, for the model card."""
+    sizes = "/".join(map(str, stage_sizes(config).values()))
+    gates = ""
+    if config.se_reduction:
+        gates = f" (those after the first stage with squeeze-and-excitation gates, reduction {config.se_reduction})"
+    return (
+        f"Residual CNN: 3x3 stem, stages at {sizes} px of basic residual blocks{gates}, "
+        "global average pooling, dropout, linear head."
+    )
+
+
 class SqueezeExcitation(nn.Module):
     """Rescales each channel by a gate computed from the whole map (Hu et al., 2018): lets a block weigh
     its channels by what the face shows as a whole, for one pooled vector's worth of compute."""
 
     def __init__(self, channels: int, reduction: int):
         super().__init__()
-        hidden = max(8, channels // reduction)
+        hidden = max(8, channels // reduction)  # at least 8, so narrow blocks keep a useful bottleneck
         self.reduce = nn.Linear(channels, hidden)
         self.expand = nn.Linear(hidden, channels)
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from fer.model import FerNet, ModelConfig, count_macs, count_params, stage_sizes
+from fer.model import FerNet, ModelConfig, count_macs, count_params, describe, stage_sizes
 
 
 def test_forward_shapes_and_feature_map():
@@ -61,3 +61,10 @@ def test_squeeze_excitation_scales_whole_channels_after_the_full_resolution_stag
     assert ((ratio > 0) & (ratio < 1)).all()
     assert model(torch.rand(3, 1, 48, 48)).shape == (3, 4)
     assert count_params(model) > count_params(FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1))))
+
+
+def test_the_description_names_the_stages_that_exist_and_the_gates():
+    plain = describe(ModelConfig())
+    assert "stages at 48/24/12/6 px" in plain and "squeeze" not in plain
+    gated = describe(ModelConfig(depths=(0, 2, 2, 2), se_reduction=8))
+    assert "stages at 24/12/6 px" in gated and "squeeze-and-excitation gates, reduction 8" in gated

@@ -45,9 +45,9 @@ def test_a_network_with_squeeze_excitation_gates_quantizes(val_subset):
     """The gates (pooling, two linear layers, sigmoid, product) go through FX quantization too."""
     torch.manual_seed(0)
     model = FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1), se_reduction=4)).eval()
-    for block in model.modules():  # start from non-trivial residual branches, not the identity init
-        if isinstance(block, torch.nn.BatchNorm2d):
-            torch.nn.init.uniform_(block.weight, 0.5, 1.5)
+    for module in model.modules():  # non-trivial residual branches, not the identity they start as
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
     quantized = quantize.quantize(model, val_subset.images[:64])
     x = torch.from_numpy(val_subset.images[64:128]).unsqueeze(1).float() / 255
     with torch.no_grad():
