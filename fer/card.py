@@ -82,8 +82,9 @@ def data_card(root: Path) -> dict:
 
 
 def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict, dict, dict | None]:
-    """For the served model: the temperature (cross-fitted on validation halves), the "another
-    expression" head (fitted on train) and the uncertainty threshold (chosen on validation)."""
+    """For the served model (with flip TTA where `meta` says so): the temperature (cross-fitted on
+    validation halves), the "another expression" head (fitted on train) and the uncertainty threshold
+    (chosen on validation)."""
     validation = data.load_folder(root, "validation")
     served = Classifier(model, meta)
     logits, embeddings = served.outputs(validation.images)
@@ -124,9 +125,17 @@ def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict,
 
 
 def build_card(
-    run_dir: str | Path, weights_out: str | Path = DEFAULT_WEIGHTS, data_dir=None, command: str | None = None
+    run_dir: str | Path,
+    weights_out: str | Path = DEFAULT_WEIGHTS,
+    data_dir=None,
+    command: str | None = None,
+    tta: bool = False,
 ) -> dict:
-    """Ship a training run: calibrate, write the weights and the model card with validation/test metrics."""
+    """Ship a training run: calibrate, write the weights and the model card with validation/test metrics.
+
+    `tta`: the weights are served with flip test-time augmentation by default (the app, the CLI and
+    `load_classifier`), so the temperature, the uncertainty threshold and the metrics are for the face +
+    mirror average; the card also keeps the one-view metrics."""
     run_dir, weights_out = Path(run_dir), Path(weights_out)
     root = data.find_data_dir(data_dir)
     model, meta = load_model(run_dir / "best.pt", verify=False)
@@ -138,9 +147,10 @@ def build_card(
     train = data.load_folder(root, "train")
     calibration_index = np.random.default_rng(0).permutation(len(train))[:INT8_CALIBRATION_FACES]
     int8_state = quantize.quantize(model, train.images[calibration_index]).state_dict()
-    calibration, uncertainty, head = calibrate(model, root, train, {"int8_state_dict": int8_state})
+    calibration, uncertainty, head = calibrate(model, root, train, {"int8_state_dict": int8_state, "tta": tta})
     extra = {
         "epoch": meta.get("epoch"),
+        "tta": tta,
         "uncertainty_threshold": uncertainty["threshold"],
         "int8_state_dict": int8_state,
     }
@@ -172,6 +182,11 @@ def build_card(
         },
         "inference": {
             "precision": "int8 (PyTorch FX post-training static quantization, x86 kernels); fp32 (stored as float16) where int8 is unavailable and for Grad-CAM",
+            "test_time_augmentation": (
+                "on by default: each face is classified as it is and mirrored, in one batch of two, and the logits averaged"
+                if tta
+                else "off by default (optional: the face and its mirror image averaged)"
+            ),
             "int8_calibration": f"activation ranges from {len(calibration_index)} random training faces (seed 0); "
             "the input exact (each of the 256 gray levels its own code), the stem convolution's weights on 7 bits",
         },
@@ -190,5 +205,12 @@ def build_card(
             report, _, _, _ = evaluate_folder(root, split, weights_out, classifier=classifier)
             report.pop("data", None)
             card["metrics"][split] = report
+    if tta:  # what one view scores, for comparison (same temperature)
+        card["metrics_one_view"] = {}
+        for split in ("validation", "test"):
+            if (root / split).is_dir():
+                report, _, _, _ = evaluate_folder(root, split, weights_out, classifier=classifier, tta=False)
+                report.pop("data", None)
+                card["metrics_one_view"][split] = report
     (weights_out.parent / CARD_NAME).write_text(json.dumps(card, indent=1))
     return card

@@ -10,6 +10,11 @@ from dataclasses import replace
 from fer.checkpoint import DEFAULT_WEIGHTS
 from fer.errors import FerError
 
+TTA_HELP = (
+    "also classify the mirrored face and average (~1.3x the model time); "
+    "default: as the weights were shipped (see their model card)"
+)
+
 
 def _evaluate(args) -> int:
     from fer.evaluate import evaluate_folder, format_report, write_outputs
@@ -78,7 +83,7 @@ def _train(args) -> int:
 def _card(args) -> int:
     from fer.card import build_card
 
-    card = build_card(args.run, args.weights_out, args.data, args.command_line)
+    card = build_card(args.run, args.weights_out, args.data, args.command_line, tta=args.tta)
     val = card["metrics"].get("validation", {})
     print(
         f"wrote {args.weights_out} (sha256 {card['weights_sha256'][:12]}...) and its model card; validation accuracy {val.get('accuracy', float('nan')):.4f}"
@@ -107,9 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
     ev.add_argument("--json", metavar="OUT", help="write the metrics report as JSON")
     ev.add_argument("--predictions", metavar="OUT.csv", help="write per-image predictions as CSV")
-    ev.add_argument(
-        "--tta", action="store_true", help="also classify the mirrored face and average (~1.3x the model time)"
-    )
+    ev.add_argument("--tta", action=argparse.BooleanOptionalAction, help=TTA_HELP)
     ev.set_defaults(handler=_evaluate)
 
     pr = commands.add_parser("predict", help="find and classify the faces in photos")
@@ -117,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print JSON, one entry per file")
     pr.add_argument("--no-detect", action="store_true", help="treat each whole image as one face")
     pr.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
-    pr.add_argument("--tta", action="store_true", help="also classify the mirrored face and average")
+    pr.add_argument("--tta", action=argparse.BooleanOptionalAction, help=TTA_HELP)
     pr.add_argument(
         "--csv", metavar="OUT.csv", help="also write one row per face (file, face, box, label, probabilities) as CSV"
     )
@@ -128,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     cd.add_argument("--weights-out", default=str(DEFAULT_WEIGHTS), help="where to write the shipped weights")
     cd.add_argument("--data", help="dataset root for the metrics (default: FER_DATA_DIR or ../shared/data)")
     cd.add_argument("--command-line", help="the exact training command, recorded in the card")
+    cd.add_argument(
+        "--tta",
+        action="store_true",
+        help="serve with flip test-time augmentation by default: calibrate and score the face + mirror average",
+    )
     cd.set_defaults(handler=_card)
     return parser
 

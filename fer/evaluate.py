@@ -85,15 +85,17 @@ def evaluate_folder(
     split: str | None = None,
     weights: str | os.PathLike | None = None,
     classifier: Classifier | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> tuple[dict, data.FaceSet, np.ndarray, np.ndarray]:
-    """The report, the faces, their calibrated probabilities (N, 4) and uncertainties (N,)."""
+    """The report, the faces, their calibrated probabilities (N, 4) and uncertainties (N,).
+
+    `tta` turns flip test-time augmentation on or off; None keeps the classifier's (the weights') setting."""
     root = data.find_data_dir(data_dir)
     faces = data.load_folder(root, split)
     weights = Path(weights or weights_path())
     classifier = classifier or load_classifier(weights)
-    if tta:  # also when a classifier is passed in
-        classifier = classifier.with_tta(True)
+    if tta is not None:  # also when a classifier is passed in
+        classifier = classifier.with_tta(tta)
     train_dir = known_train_split(faces.folder, split, root)
     train = data.load_folder(train_dir) if train_dir else None
     votes_file = data.find_votes_file(root)

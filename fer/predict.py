@@ -67,7 +67,7 @@ class Classifier:
 
     classes = CLASSES
 
-    def __init__(self, model: FerNet, meta: dict | None = None, tta: bool = False):
+    def __init__(self, model: FerNet, meta: dict | None = None, tta: bool | None = None):
         self.model = model.eval()
         self.meta = meta or {}
         self.temperature = float(self.meta.get("temperature", 1.0))
@@ -75,7 +75,8 @@ class Classifier:
         # the "another expression" head's score where the weights have one, else 1 - top probability.
         self.other_expression_head = self.meta.get("other_expression_head")
         self.uncertainty_threshold = float(self.meta.get("uncertainty_threshold", DEFAULT_UNCERTAINTY_THRESHOLD))
-        self.tta = tta
+        # Flip TTA: on or off as asked, else as the weights were shipped (`fer card --tta` calibrated them for it).
+        self.tta = bool(self.meta.get("tta", False)) if tta is None else tta
         self._fast = _inference_copy(model, self.meta)
         self.precision = "int8" if self.meta.get("int8_state_dict") and quantize.available() else "fp32"
 
@@ -149,8 +150,10 @@ class Classifier:
         return [CLASSES[i] for i in self.predict_proba(faces).argmax(1)]
 
 
-def load_classifier(weights: str | os.PathLike | None = None, tta: bool = False) -> Classifier:
-    """The classifier for `weights` (default: `FER_WEIGHTS`, else the shipped weights/fer_net.pt, sha256-checked)."""
+def load_classifier(weights: str | os.PathLike | None = None, tta: bool | None = None) -> Classifier:
+    """The classifier for `weights` (default: `FER_WEIGHTS`, else the shipped weights/fer_net.pt, sha256-checked).
+
+    `tta`: classify each face and its mirror image and average; None = as the weights were shipped."""
     model, meta = load_model(weights or weights_path())
     return Classifier(model, meta, tta=tta)
 

@@ -118,6 +118,9 @@ def headline(card: dict, weights_bytes: int | None = None) -> list[Headline]:
         size = f"{split} split, {_count(m.get('n', 0))} images"
         if split == "test" and m.get("n", 0) < 1000:
             size += f" (small: one image is {1 / max(m['n'], 1):.1%})"
+        if m.get("tta"):  # weights shipped with flip TTA: say so, and what one view scores
+            one_view = ((card.get("metrics_one_view") or {}).get(split) or {}).get("accuracy")
+            size += "; face and mirror averaged, as served" + (f" (one view {_pct(one_view)})" if one_view else "")
         items.append(Headline(f"{split.capitalize()} accuracy", _pct(m["accuracy"]), size))
         if (split == PREFERRED_SPLITS[0] or len(items) == 1) and "macro_f1" in m:
             items.append(Headline("Macro F1", _pct(m["macro_f1"]), f"{split} split, mean over the 4 classes"))
@@ -349,6 +352,7 @@ def model_details(card: dict) -> list[tuple[str, str]]:
         ("Input", (card.get("input") or {}).get("preprocessing")),
         ("Inference precision", inference.get("precision")),
         ("Int8 calibration", inference.get("int8_calibration")),
+        ("Test-time augmentation", inference.get("test_time_augmentation")),
         ("Softmax temperature", f"{float(card['temperature']):.3f}" if card.get("temperature") is not None else None),
         ("Best epoch", training.get("best_epoch")),
         ("Training time", _training_time(training)),

@@ -176,8 +176,18 @@ def sample_photo() -> bytes:
     return load()
 
 
+def shipped_tta() -> bool:
+    """Whether the weights are served with flip TTA by default (`fer card --tta`); False if they do not load."""
+    try:
+        return classifier().tta
+    except FerError:  # the page that needs the model says what is wrong with it
+        return False
+
+
 def tta_setting() -> bool:
-    """The sidebar switch for flip test-time augmentation (kept across pages)."""
+    """The sidebar switch for flip test-time augmentation (kept across pages), on where the weights were shipped so."""
+    shipped = shipped_tta()
+    st.session_state.setdefault("tta", shipped)
     with st.sidebar:
         st.header("Model")
         return st.toggle(
@@ -185,7 +195,8 @@ def tta_setting() -> bool:
             key="tta",
             help="Test-time augmentation: each face is classified as it is and mirrored, and the two are "
             "averaged: a little more accurate (see the README's results), about 1.3x the model time (both in one batch). "
-            "The uncertainty threshold was chosen without it.",
+            f"The shipped weights are served {'with' if shipped else 'without'} it by default: their temperature "
+            "and uncertainty threshold were chosen for that setting.",
         )
 
 

@@ -215,6 +215,37 @@ def test_the_mirror_switch_gives_the_flip_tta_predictions(no_dataset, photo_with
     assert headings(rerun(at)) == expected(True)
 
 
+def test_weights_shipped_with_flip_tta_turn_the_mirror_switch_on(no_dataset, photo_with_faces, tmp_path, monkeypatch):
+    import json
+
+    import torch
+
+    from fer import Predictor, load_classifier
+    from fer.checkpoint import CARD_NAME, DEFAULT_WEIGHTS, sha256_of
+
+    # The shipped weights re-saved as `fer card --tta` marks them, with a card that vouches for the copy.
+    payload = torch.load(DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
+    weights = tmp_path / DEFAULT_WEIGHTS.name
+    torch.save({**payload, "tta": True}, weights)
+    card = json.loads((DEFAULT_WEIGHTS.parent / CARD_NAME).read_text())
+    (tmp_path / CARD_NAME).write_text(json.dumps({**card, "weights_sha256": sha256_of(weights)}))
+    monkeypatch.setenv("FER_WEIGHTS", str(weights))
+
+    served = load_classifier()
+    assert served.tta is True
+    jpeg = encode(photo_with_faces[0])
+
+    def expected(tta):
+        result = in_reading_order(Predictor(served.with_tta(tta)).predict(jpeg, name="group.jpg"))
+        return [f"Face {f.index + 1}: {f.label} ({f.confidence:.0%})" for f in result.faces]
+
+    at = upload(open_app(), ("group.jpg", jpeg, "image/jpeg"))
+    assert at.toggle(key="tta").value is True
+    assert [t for t in texts(at.subheader) if t.startswith("Face ")] == expected(True) != expected(False)
+    at.toggle(key="tta").set_value(False)
+    assert [t for t in texts(rerun(at).subheader) if t.startswith("Face ")] == expected(False)
+
+
 def test_several_photos_show_a_gallery_and_one_table_of_all_faces(no_dataset, photo_with_faces, detectable_faces):
     photo, _ = photo_with_faces
     two, _ = make_photo(detectable_faces[3:4], size=(500, 400))

@@ -263,3 +263,16 @@ def test_a_card_with_the_another_expression_head_explains_it_and_compares_with_t
 
 def split_metrics_of(card, split):
     return card["metrics"][split]
+
+
+def test_a_card_served_with_flip_tta_says_so_next_to_its_accuracy(card):
+    served = copy.deepcopy(card)
+    served["metrics"]["validation"]["tta"] = True
+    served["metrics_one_view"] = {"validation": {**card["metrics"]["validation"], "accuracy": 0.8123, "tta": False}}
+    served["inference"]["test_time_augmentation"] = "on by default: each face is classified as it is and mirrored"
+    item = next(i for i in headline(served) if i.label == "Validation accuracy")
+    assert "face and mirror averaged, as served (one view 81.2%)" in item.detail
+    assert ("Test-time augmentation", served["inference"]["test_time_augmentation"]) in model_details(served)
+    # The shipped card as it is: one view, nothing said about TTA next to its accuracy.
+    plain = next(i for i in headline(card) if i.label == "Validation accuracy")
+    assert "mirror" not in plain.detail
