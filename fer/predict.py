@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,27 @@ def _inference_copy(model: FerNet, meta: dict) -> torch.nn.Module:
     return fuse(LogitsAndEmbedding.of(model)).to(memory_format=torch.channels_last).eval()
 
 
+def _traced(network: torch.nn.Module) -> torch.nn.Module:
+    """`network` traced and frozen by TorchScript: the same kernels without Python's cost per operation,
+    which is most of the time for one face (measured: 1.4 -> 0.8 ms for the int8 network, 1 thread).
+
+    Any batch size works; each new one is profiled on its first two calls (a few ms more). Falls back to
+    `network` itself if tracing fails (e.g. an operation TorchScript cannot record)."""
+    example = torch.zeros(1, 1, FACE_SIZE, FACE_SIZE).contiguous(memory_format=torch.channels_last)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # TorchScript is deprecated in favour of torch.compile, which needs a C++ compiler at run time;
+            # the input scale read as a Python number is a constant of the network, as the trace records it.
+            warnings.simplefilter("ignore")
+            traced = torch.jit.freeze(torch.jit.trace(network, example).eval())
+            expected, got = network(example), traced(example)
+    except Exception:  # tracing raises many kinds of errors; the eager network is always correct
+        return network
+    if not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(expected, got, strict=True)):
+        return network
+    return traced
+
+
 class Classifier:
     """The trained model with its calibration: 48x48 grayscale faces in, class probabilities out.
 
@@ -77,7 +99,9 @@ class Classifier:
         self.uncertainty_threshold = float(self.meta.get("uncertainty_threshold", DEFAULT_UNCERTAINTY_THRESHOLD))
         # Flip TTA: on or off as asked, else as the weights were shipped (`fer card --tta` calibrated them for it).
         self.tta = bool(self.meta.get("tta", False)) if tta is None else tta
-        self._fast = _inference_copy(model, self.meta)
+        # The network predictions run on (int8 where supported; kept for inspection) and its traced copy.
+        self.inference_network = _inference_copy(model, self.meta)
+        self._fast = _traced(self.inference_network)
         self.precision = "int8" if self.meta.get("int8_state_dict") and quantize.available() else "fp32"
 
     def with_tta(self, tta: bool) -> Classifier:

@@ -23,6 +23,18 @@ def test_shipped_weights_clear_the_floor_on_real_validation_faces(classifier, va
         assert (probs.argmax(1)[val_subset.labels == k] == k).mean() > 0.4
 
 
+def test_predictions_run_on_the_traced_network_and_match_it_at_every_batch_size(classifier, val_subset):
+    import torch
+
+    assert isinstance(classifier._fast, torch.jit.ScriptModule)  # traced: the shipped network supports it
+    x = classifier.to_batch(val_subset.images).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        for size in (1, 3, 400):  # traced on one face; other batch sizes must give the eager network's numbers
+            traced, eager = classifier._fast(x[:size]), classifier.inference_network(x[:size])
+            for a, b in zip(traced, eager, strict=True):
+                assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+
+
 def test_predict_proba_checks_its_input(classifier):
     with pytest.raises(ImageError, match="48x48"):
         classifier.predict_proba(np.zeros((2, 32, 32), np.uint8))

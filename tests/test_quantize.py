@@ -69,10 +69,11 @@ def test_each_gray_level_gets_its_own_input_code(classifier, val_subset):
     """Observed ranges gave the input 128 codes, merging neighbouring gray levels (cost 0.2 points)."""
     quantized = quantize.quantize(classifier.model, val_subset.images[:64])
     assert torch.equal(_input_codes(quantized), torch.arange(256, dtype=torch.uint8))
-    assert torch.equal(_input_codes(classifier._fast), torch.arange(256, dtype=torch.uint8))  # the shipped one
+    shipped = classifier.inference_network
+    assert torch.equal(_input_codes(shipped), torch.arange(256, dtype=torch.uint8))
 
 
 def test_stem_weights_use_7_bits(classifier):
     """Full-range uint8 input x 7-bit weights cannot overflow int16 pair sums on CPUs without VNNI."""
-    codes = classifier._fast.stem.get_submodule("0").weight().int_repr()
+    codes = classifier.inference_network.stem.get_submodule("0").weight().int_repr()
     assert codes.abs().max() <= 64 and codes.abs().max() >= 60  # 7 bits, and actually used
