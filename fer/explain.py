@@ -90,9 +90,12 @@ def _cam_class(method: str):
 class Explainer:
     """Saliency maps and faithfulness scores for one network; safe to share between threads."""
 
-    def __init__(self, model: FerNet, temperature: float = 1.0):
+    def __init__(self, model: FerNet, temperature: float = 1.0, classifier: Classifier | None = None):
         # A private copy: CAM hooks and gradients never touch the model the classifier predicts with.
         self.model = copy.deepcopy(model).eval()
+        # Picks the class to explain when none is given: the class the app shows (served with flip TTA
+        # where the weights are), not this float copy's one-view guess, which can differ.
+        self.classifier = classifier
         self.layers = layer_names(self.model.config)
         self.default_layer = self.layers[0]
         self.temperature = float(temperature)
@@ -100,7 +103,7 @@ class Explainer:
 
     @classmethod
     def for_classifier(cls, classifier: Classifier) -> Explainer:
-        return cls(classifier.model, classifier.temperature)
+        return cls(classifier.model, classifier.temperature, classifier)
 
     def cams(self, faces, method: str = DEFAULT_METHOD, targets=None, layer: str | None = None) -> np.ndarray:
         """(N, 48, 48) maps in [0, 1] for faces (N, 48, 48) uint8; targets: class index per face (None: predicted)."""
@@ -110,6 +113,8 @@ class Explainer:
         if len(x) == 0:
             return np.zeros((0, *x.shape[2:]), dtype=np.float32)
         module = layer_module(self.model, layer or self.default_layer)
+        if targets is None and self.classifier is not None:
+            targets = self.classifier.predict_proba(np.asarray(faces)).argmax(1).tolist()
         with self._lock:
             if targets is None:
                 with torch.no_grad():
