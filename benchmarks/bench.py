@@ -78,7 +78,10 @@ def main() -> None:
         torch.set_num_threads(threads)
         for label, model in (("single face", one_view), ("single face with flip TTA", with_mirror)):
             rows.append(
-                (f"{label}, {threads} thread(s)", ms(timings(lambda m=model: m.predict_proba(face), args.repeats)))
+                (
+                    f"{label}, {threads} thread(s)",
+                    ms(timings(lambda m=model: m.predict_proba(face), args.repeats, warmup=100)),
+                )
             )
         for label, model in (("batch of 512", one_view), ("batch of 512 with flip TTA", with_mirror)):
             per_batch = statistics.median(timings(lambda m=model: m.predict_proba(batch), 5, 2))
