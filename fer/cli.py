@@ -11,7 +11,7 @@ from fer.checkpoint import DEFAULT_WEIGHTS
 from fer.errors import FerError
 
 TTA_HELP = (
-    "also classify the mirrored face and average (~1.3x the model time); "
+    "also classify the mirrored face and average (about twice the model time); "
     "default: as the weights were shipped (see their model card)"
 )
 

@@ -93,7 +93,7 @@ def _predictor(stamp, tta: bool = False):
 
 
 def predictor(tta: bool = False):
-    """The photo pipeline; `tta` also classifies each face mirrored and averages (one batch of two: ~1.3x the model time)."""
+    """The photo pipeline; `tta` also classifies each face mirrored and averages (one batch of two: about twice the model time)."""
     return _predictor(weights_stamp(), tta)
 
 
@@ -194,7 +194,7 @@ def tta_setting() -> bool:
             "Also read the mirrored face",
             key="tta",
             help="Test-time augmentation: each face is classified as it is and mirrored, and the two are "
-            "averaged: a little more accurate (see the README's results), about 1.3x the model time (both in one batch). "
+            "averaged: a little more accurate (see the README's results), about twice the model time (both in one batch). "
             f"The shipped weights are served {'with' if shipped else 'without'} it by default: their temperature "
             "and uncertainty threshold were chosen for that setting.",
         )
