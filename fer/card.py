@@ -124,6 +124,17 @@ def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict,
     return calibration, uncertainty, head
 
 
+def split_reports(root: Path, weights: Path, classifier: Classifier) -> dict:
+    """`fer evaluate`'s report for each of the validation and test splits that exist (no server paths)."""
+    reports = {}
+    for split in ("validation", "test"):
+        if (root / split).is_dir():
+            report, _, _, _ = evaluate_folder(root, split, weights, classifier=classifier)
+            report.pop("data", None)
+            reports[split] = report
+    return reports
+
+
 def build_card(
     run_dir: str | Path,
     weights_out: str | Path = DEFAULT_WEIGHTS,
@@ -194,23 +205,13 @@ def build_card(
         "calibration": calibration,
         "uncertainty": uncertainty,
         "curves": history,
-        "metrics": {},
         "intended_use": INTENDED_USE,
         "limitations": LIMITATIONS,
         "data_card": data_card(root),
     }
     classifier = Classifier(model, {"temperature": calibration["temperature"], **extra})
-    for split in ("validation", "test"):
-        if (root / split).is_dir():
-            report, _, _, _ = evaluate_folder(root, split, weights_out, classifier=classifier)
-            report.pop("data", None)
-            card["metrics"][split] = report
+    card["metrics"] = split_reports(root, weights_out, classifier)
     if tta:  # what one view scores, for comparison (same temperature)
-        card["metrics_one_view"] = {}
-        for split in ("validation", "test"):
-            if (root / split).is_dir():
-                report, _, _, _ = evaluate_folder(root, split, weights_out, classifier=classifier, tta=False)
-                report.pop("data", None)
-                card["metrics_one_view"][split] = report
+        card["metrics_one_view"] = split_reports(root, weights_out, classifier.with_tta(False))
     (weights_out.parent / CARD_NAME).write_text(json.dumps(card, indent=1))
     return card

@@ -86,14 +86,16 @@ def classifier():
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _predictor(stamp, tta: bool = False):
+def _predictor(stamp, tta: bool | None = None):
     from fer.predict import Predictor
 
-    return Predictor(_classifier(stamp).with_tta(tta))
+    classifier = _classifier(stamp)
+    return Predictor(classifier if tta is None else classifier.with_tta(tta))
 
 
-def predictor(tta: bool = False):
-    """The photo pipeline; `tta` also classifies each face mirrored and averages (one batch of two: about twice the model time)."""
+def predictor(tta: bool | None = None):
+    """The photo pipeline; `tta` also classifies each face mirrored and averages (one batch of two: about
+    twice the model time); None: as the weights are served."""
     return _predictor(weights_stamp(), tta)
 
 
@@ -138,23 +140,23 @@ def digest(data: bytes) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
-def _predict(data: bytes, name: str, detect: bool, stamp, tta: bool = False):
+def _predict(data: bytes, name: str, detect: bool, stamp, tta: bool | None = None):
     # In memory only (uploads never touch the disk); the same bytes are not decoded twice.
     return _predictor(stamp, tta).predict(data, name=name, detect=detect)
 
 
-def predict_photo(data: bytes, name: str, detect: bool = True, tta: bool = False):
+def predict_photo(data: bytes, name: str, detect: bool = True, tta: bool | None = None):
     return _predict(data, name, detect, weights_stamp(), tta)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
-def _photo_for_display(data: bytes, name: str, detect: bool, stamp, tta: bool = False):
+def _photo_for_display(data: bytes, name: str, detect: bool, stamp, tta: bool | None = None):
     from fer.results import for_display
 
     return for_display(_predict(data, name, detect, stamp, tta))
 
 
-def photo_for_display(data: bytes, name: str, detect: bool = True, tta: bool = False):
+def photo_for_display(data: bytes, name: str, detect: bool = True, tta: bool | None = None):
     """The photo's result as the Predict page shows it (fer.results.ShownPhoto), cached like `predict_photo`."""
     return _photo_for_display(data, name, detect, weights_stamp(), tta)
 
