@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from fer import data
-from fer.augment import AugmentConfig, augment, mixup
+from fer.augment import AugmentConfig, augment, cutmix, mixup
 from fer.checkpoint import load_model, save_weights
 from fer.model import FerNet, ModelConfig, count_macs, count_params
 
@@ -53,6 +53,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "the four-class head still learns the folder labels, and the auxiliary head is not shipped",
     )
     p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0 = off)")
+    p.add_argument(
+        "--cutmix",
+        type=float,
+        default=0.0,
+        help="cutmix alpha (0 = off); with --mixup too, each batch uses one of the two",
+    )
     p.add_argument(
         "--teacher", help="weights of a trained model to distil from (knowledge distillation; off if not given)"
     )
@@ -175,7 +181,8 @@ def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor
         y = targets[idx]  # a copy (index tensor), so smoothing below leaves `targets` alone
         if args.label_smoothing > 0:  # the folder labels only; vote shares are soft already
             y[:, :n_classes] = y[:, :n_classes] * (1 - args.label_smoothing) + args.label_smoothing / n_classes
-        x, y = mixup(x, y, args.mixup, generator)
+        use_cutmix = args.cutmix > 0 and (args.mixup <= 0 or bool(torch.rand(1, generator=generator) < 0.5))
+        x, y = cutmix(x, y, args.cutmix, generator) if use_cutmix else mixup(x, y, args.mixup, generator)
         # Augmentation runs on the CPU with the seeded generator, so a GPU run sees the same batches.
         x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=not args.no_bf16):

@@ -18,8 +18,20 @@ import time
 from pathlib import Path
 
 # Training images/s of each architecture on the 2-core CPU (bf16, batch 128; measured 2026-11-26).
-CPU_IMG_S = {"w32 d1121": 285, "w32 d1111": 340, "w48 d1111": 162, "w24 d1222": 262, "w40 d1121": 148, "w32 d1221": 213}
+CPU_IMG_S = {
+    "w32 d1121 se8": 272,
+    "w48 d1121 se8": 102,
+    "w32 d1121": 285,
+    "w32 d1111": 340,
+    "w48 d1111": 162,
+    "w24 d1222": 262,
+    "w40 d1121": 148,
+    "w32 d1221": 213,
+}
 ARCH = {
+    "w32 d1121 se8": "--widths 32 64 128 256 --depths 1 1 2 1 --se 8",
+    # CPU speed not measured: scaled from w40 d1121's by the MACs (416 M vs 288 M); over the budget anyway.
+    "w48 d1121 se8": "--widths 48 96 192 384 --depths 1 1 2 1 --se 8",
     "w32 d1121": "--widths 32 64 128 256 --depths 1 1 2 1",
     "w32 d1111": "--widths 32 64 128 256 --depths 1 1 1 1",
     "w48 d1111": "--widths 48 96 192 384 --depths 1 1 1 1",
@@ -28,6 +40,7 @@ ARCH = {
     "w32 d1221": "--widths 32 64 128 256 --depths 1 2 2 1",
 }
 BASE = "--opt adamw --lr 2e-3 --wd 0.05"
+SHIPPED = "--mixup 0.2 --crowd-aux 0.5"  # on top of BASE and the gated architecture: the recipe shipped 2026-11-27
 # name: (architecture, epochs, extra options); the first ones matter most.
 RECIPES = {
     "base90": ("w32 d1121", 90, ""),
@@ -63,18 +76,30 @@ RECIPES = {
     # was the model shipped that day (sha256 a36c70ac1b93..., without the crowd head).
     "shipped_kd_from_shipped": ("w32 d1121", 90, "--mixup 0.2 --teacher weights/fer_net.pt"),
     "shipped_kd_crowdaux0.5": ("w32 d1121", 90, "--mixup 0.2 --crowd-aux 0.5 --teacher weights/fer_net.pt"),
+    # 2026-11-27, third GPU session: around the gated recipe shipped then (se8 + mixup 0.2 + crowd head 0.5).
+    "se8": ("w32 d1121 se8", 90, SHIPPED),
+    "se8_seed1": ("w32 d1121 se8", 90, SHIPPED + " --seed 1"),
+    "se8_cutmix1": ("w32 d1121 se8", 90, "--crowd-aux 0.5 --cutmix 1"),
+    "se8_cutmix1_seed1": ("w32 d1121 se8", 90, "--crowd-aux 0.5 --cutmix 1 --seed 1"),
+    "se8_mixup_cutmix": ("w32 d1121 se8", 90, SHIPPED + " --cutmix 1"),
+    "se8_mixup_cutmix_seed1": ("w32 d1121 se8", 90, SHIPPED + " --cutmix 1 --seed 1"),
+    "se8_nomixup": ("w32 d1121 se8", 90, "--crowd-aux 0.5"),
+    "se8_ls0": ("w32 d1121 se8", 90, SHIPPED + " --label-smoothing 0"),
+    # Over the CPU budget, to see how far more compute would go: twice the schedule, a wider network.
+    "se8_e180": ("w32 d1121 se8", 180, SHIPPED),
+    "se8_w48": ("w48 d1121 se8", 90, SHIPPED),
 }
 
 
-def command(name: str, runs: Path) -> list[str]:
+def command(name: str, runs: Path, device: str = "cuda", extra_args: str = "") -> list[str]:
     arch, epochs, extra = RECIPES[name]
-    args = f"{BASE} {ARCH[arch]} --epochs {epochs} {extra}".split()
+    args = f"{BASE} {ARCH[arch]} --epochs {epochs} --eval-from 40 {extra} {extra_args}".split()
     return [
         sys.executable,
         "-m",
         "fer.train",
         "--device",
-        "cuda",
+        device,
         "--threads",
         "1",
         "--quiet",
@@ -98,8 +123,10 @@ def epochs_done(run: Path) -> int:
 def result(name: str, runs: Path, status: str) -> dict:
     arch, epochs, extra = RECIPES[name]
     history = read_history(runs / name)
-    accs = [h["val_accuracy"] for h in history]
-    best = max(range(len(accs)), key=accs.__getitem__) if accs else -1
+    accs = [h["val_accuracy"] for h in history]  # None where the epoch was not scored (--eval-from)
+    scored = [i for i, a in enumerate(accs) if a is not None]
+    best = max(scored, key=accs.__getitem__) if scored else -1
+    late = [accs[i] for i in scored if 70 <= i <= 79]
     return {
         "name": name,
         "status": status,
@@ -108,10 +135,11 @@ def result(name: str, runs: Path, status: str) -> dict:
         "extra": extra,
         "cpu_min": round(epochs * 15109 / CPU_IMG_S[arch] / 60, 1),
         "epochs_done": len(accs),
-        "best_val": accs[best] if accs else None,
+        "best_val": accs[best] if scored else None,
         "best_epoch": best,
+        "mean_val_70_79": sum(late) / len(late) if late else None,  # less sensitive to one lucky epoch
         "last_val": accs[-1] if accs else None,
-        "val_curve": [round(a, 4) for a in accs],
+        "val_curve": [None if a is None else round(a, 4) for a in accs],
     }
 
 
@@ -121,6 +149,8 @@ def main() -> None:
     p.add_argument("--deadline", type=float, default=480, help="seconds; runs still going are stopped")
     p.add_argument("--out", default="sweep_out")
     p.add_argument("--only", nargs="*", help="recipe names (default: all)")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--extra", default="", help="appended to every run's options, e.g. a tiny dry run on the CPU")
     args = p.parse_args()
     out, runs = Path(args.out), Path("/tmp/sweep_runs")
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +161,9 @@ def main() -> None:
         while queue or running:
             while queue and len(running) < args.parallel:
                 name = queue.pop(0)
-                running[name] = subprocess.Popen(command(name, runs), stdout=log, stderr=subprocess.STDOUT, env=env)
+                running[name] = subprocess.Popen(
+                    command(name, runs, args.device, args.extra), stdout=log, stderr=subprocess.STDOUT, env=env
+                )
             time.sleep(5)
             for name, proc in list(running.items()):
                 if proc.poll() is not None:
@@ -148,11 +180,14 @@ def main() -> None:
             print(f"{elapsed:5.0f}s done={len(results)} running={progress}", flush=True)
             with open(out / "results.jsonl", "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in results)
-    print(f"{'recipe':22} {'arch':10} {'ep':>4} {'cpu_min':>7} {'done':>4} {'best':>6} {'@ep':>4} {'last':>6} status")
+    print(
+        f"{'recipe':24} {'arch':14} {'ep':>4} {'cpu_min':>7} {'done':>4} {'best':>6} {'@ep':>4} {'70-79':>6} {'last':>6} status"
+    )
     for r in sorted(results, key=lambda r: -(r["best_val"] or 0)):
         print(
-            f"{r['name']:22} {r['arch']:10} {r['epochs']:4d} {r['cpu_min']:7.1f} {r['epochs_done']:4d} "
-            f"{r['best_val'] or 0:6.4f} {r['best_epoch']:4d} {r['last_val'] or 0:6.4f} {r['status']}"
+            f"{r['name']:24} {r['arch']:14} {r['epochs']:4d} {r['cpu_min']:7.1f} {r['epochs_done']:4d} "
+            f"{r['best_val'] or 0:6.4f} {r['best_epoch']:4d} {r['mean_val_70_79'] or 0:6.4f} {r['last_val'] or 0:6.4f} "
+            f"{r['status']}"
         )
 
 

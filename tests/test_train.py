@@ -47,10 +47,9 @@ def test_tiny_training_run_writes_a_checkpoint_that_evaluate_loads(tiny_dataset,
 
 
 def test_resume_continues_where_it_stopped(tiny_dataset, tmp_path):
-    main(tiny_args(tiny_dataset, tmp_path, "--epochs", "1", "--crowd-weight", "0.3", "--mixup", "0.2"))
-    summary = main(
-        tiny_args(tiny_dataset, tmp_path, "--epochs", "2", "--crowd-weight", "0.3", "--mixup", "0.2", "--resume")
-    )
+    mixing = ["--crowd-weight", "0.3", "--mixup", "0.2", "--cutmix", "1"]
+    main(tiny_args(tiny_dataset, tmp_path, "--epochs", "1", *mixing))
+    summary = main(tiny_args(tiny_dataset, tmp_path, "--epochs", "2", *mixing, "--resume"))
     assert [h["epoch"] for h in summary["history"]] == [0, 1]
     model, meta = load_model(tmp_path / "best.pt")
     assert meta["epoch"] in (0, 1)
