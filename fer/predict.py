@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from fer import quantize
-from fer.checkpoint import load_model, weights_path
+from fer.checkpoint import load_model, read_checkpoint, weights_path
 from fer.data import CLASSES
 from fer.errors import FerError, ImageError, WeightsError
 from fer.faces import MAX_FACES, Box, FaceDetector, LoadedImage, crop_face, load_image, reading_order
@@ -180,6 +180,13 @@ def load_classifier(weights: str | os.PathLike | None = None, tta: bool | None =
     `tta`: classify each face and its mirror image and average; None = as the weights were shipped."""
     model, meta = load_model(weights or weights_path())
     return Classifier(model, meta, tta=tta)
+
+
+def served_with_tta(weights: str | os.PathLike | None = None) -> bool:
+    """Whether `weights` are served with flip TTA by default (`fer card --tta`), as `load_classifier` would
+    serve them, read from the checkpoint's metadata alone: no network is built (for a settings widget
+    that must draw before the model has loaded)."""
+    return bool(read_checkpoint(weights or weights_path()).get("tta", False))
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -26,6 +27,7 @@ PREDICTED = "predicted class"
 ALLOW_DATA_DIR_SETTING = "FER_ALLOW_DATA_DIR_SETTING"
 # Above server.maxUploadSize (50 MB, .streamlit/config.toml) plus the multipart framing.
 UPLOAD_SPOOL_BYTES = 51 * 2**20
+WARM_UP_THREAD = "fer-warm-up"
 
 
 def keep_uploads_in_memory() -> None:
@@ -178,10 +180,20 @@ def sample_photo() -> bytes:
     return load()
 
 
+@st.cache_data(show_spinner=False, max_entries=2)
+def _served_with_tta(stamp) -> bool:
+    from fer.predict import served_with_tta
+
+    return served_with_tta()
+
+
 def shipped_tta() -> bool:
-    """Whether the weights are served with flip TTA by default (`fer card --tta`); False if they do not load."""
+    """Whether the weights are served with flip TTA by default (`fer card --tta`); False if they do not load.
+
+    Read from the checkpoint's metadata, not the loaded classifier: the sidebar draws at once on a first
+    visit, while the model loads in the background warm-up or for the first photo."""
     try:
-        return classifier().tta
+        return _served_with_tta(weights_stamp())
     except FerError:  # the page that needs the model says what is wrong with it
         return False
 
@@ -353,7 +365,8 @@ def configure_torch() -> None:
 
 
 def warm_up() -> None:
-    """Import pytorch-grad-cam in the background once, so the first photo is not slowed by the import."""
+    """Import pytorch-grad-cam and load the model in the background once, so the first photo waits for
+    neither (the pages draw without the model: the sidebar reads the TTA flag from the checkpoint)."""
     if getattr(warm_up, "started", False) or os.environ.get("FER_NO_WARMUP"):
         return
     warm_up.started = True
@@ -366,11 +379,19 @@ def warm_up() -> None:
     def work():
         from fer.explain import grad_cam  # the same locked import the pages use: no two threads race on it
 
-        # Only a head start: a real import error shows where the module is used.
+        # Only a head start: a real import error shows where the module is used, bad weights on the page
+        # that needs them. The cache lets a page that asks for the model meanwhile wait for this load.
         with contextlib.suppress(Exception):
             grad_cam()
+        with contextlib.suppress(Exception):
+            classifier()
 
-    threading.Thread(target=work, name="fer-warm-up", daemon=True).start()
+    # Streamlit warns once that this thread has no script context (the cache's spinner looks for a page
+    # to draw on); a background load has none by design, so that warning is dropped for this thread only.
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        lambda record: record.threadName != WARM_UP_THREAD
+    )
+    threading.Thread(target=work, name=WARM_UP_THREAD, daemon=True).start()
 
 
 if __name__ == "__main__":  # opened as a page (Streamlit's pages/ mode): hand over to the real navigation

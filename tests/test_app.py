@@ -610,3 +610,28 @@ def test_report_page_with_a_minimal_model_card(no_dataset, monkeypatch):
     at = open_app("pages/report.py")
     assert texts(at.header) == ["Calibration"]
     assert [b.label for b in at.download_button] == ["Download the report (HTML)"]
+
+
+def test_pages_draw_without_the_model_and_the_warm_up_loads_it_once(monkeypatch, no_dataset):
+    import threading
+
+    import fer.predict
+    from pages import common
+
+    loads = []
+    real_load = fer.predict.load_classifier
+    monkeypatch.setattr(fer.predict, "load_classifier", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    common._classifier.clear()
+    at = open_app()  # the Predict page with its sidebar switch, before any photo: the switch reads the checkpoint
+    assert not at.exception and at.toggle(key="tta").value == fer.predict.served_with_tta()
+    assert loads == []
+
+    monkeypatch.delenv("FER_NO_WARMUP")
+    monkeypatch.setattr(common.warm_up, "started", False, raising=False)
+    common.warm_up()
+    for thread in threading.enumerate():
+        if thread.name == common.WARM_UP_THREAD:
+            thread.join(timeout=120)
+    assert loads == [1]
+    common.classifier()  # what the first photo asks for: already loaded
+    assert loads == [1]

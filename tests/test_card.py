@@ -9,6 +9,7 @@ from fer import load_classifier
 from fer.checkpoint import CARD_NAME, sha256_of
 from fer.cli import main as cli
 from fer.evaluate import evaluate_folder
+from fer.predict import served_with_tta
 from fer.train import main as train
 
 
@@ -37,6 +38,7 @@ def test_card_ships_a_run_with_its_sha256_recipe_and_metrics(tiny_run, tiny_data
     assert validation["n"] == 100 and validation["tta"] is False
     classifier = load_classifier(weights)  # sha256-checked against the card beside it
     assert classifier.tta is False and classifier.temperature == pytest.approx(card["temperature"])
+    assert served_with_tta(weights) is False  # what the app's switch starts at, read without building the model
     report, _, _, _ = evaluate_folder(tiny_dataset, "validation", weights)
     assert report["accuracy"] == pytest.approx(validation["accuracy"])
 
@@ -49,6 +51,7 @@ def test_weights_shipped_with_tta_are_served_with_it_unless_turned_off(tiny_run,
 
     served = load_classifier(weights)
     assert served.tta is True and load_classifier(weights, tta=False).tta is False
+    assert served_with_tta(weights) is True
     faces = evaluate_folder(tiny_dataset, "validation", weights)[1].images
     mirrored = np.ascontiguousarray(faces[:, :, ::-1])
     # Served: the face and its mirror image give the same probabilities (the average of both readings).
