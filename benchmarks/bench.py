@@ -76,16 +76,17 @@ def main() -> None:
     rows = []
     for threads in (1, default_threads):
         torch.set_num_threads(threads)
+        thread_label = f"{threads} thread" + ("s" if threads > 1 else "")
         for label, model in (("single face", one_view), ("single face with flip TTA", with_mirror)):
             rows.append(
                 (
-                    f"{label}, {threads} thread(s)",
+                    f"{label}, {thread_label}",
                     ms(timings(lambda m=model: m.predict_proba(face), args.repeats, warmup=100)),
                 )
             )
         for label, model in (("batch of 512", one_view), ("batch of 512 with flip TTA", with_mirror)):
             per_batch = statistics.median(timings(lambda m=model: m.predict_proba(batch), 5, 2))
-            rows.append((f"{label}, {threads} thread(s)", f"{512 / per_batch:.0f} faces/s"))
+            rows.append((f"{label}, {thread_label}", f"{512 / per_batch:.0f} faces/s"))
     torch.set_num_threads(default_threads)
 
     from skimage.data import astronaut  # a public-domain NASA portrait bundled with scikit-image
