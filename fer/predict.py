@@ -98,7 +98,7 @@ class Classifier:
         self.other_expression_head = self.meta.get("other_expression_head")
         self.uncertainty_threshold = float(self.meta.get("uncertainty_threshold", DEFAULT_UNCERTAINTY_THRESHOLD))
         # Flip TTA: on or off as asked, else as the weights were shipped (`fer card --tta` calibrated them for it).
-        self.tta = bool(self.meta.get("tta", False)) if tta is None else tta
+        self.tta = _served_with_tta(self.meta) if tta is None else tta
         # The network predictions run on (int8 where supported; kept for inspection) and its traced copy.
         self.inference_network = _inference_copy(model, self.meta)
         self._fast = _traced(self.inference_network)
@@ -186,7 +186,11 @@ def served_with_tta(weights: str | os.PathLike | None = None) -> bool:
     """Whether `weights` are served with flip TTA by default (`fer card --tta`), as `load_classifier` would
     serve them, read from the checkpoint's metadata alone: no network is built (for a settings widget
     that must draw before the model has loaded)."""
-    return bool(read_checkpoint(weights or weights_path()).get("tta", False))
+    return _served_with_tta(read_checkpoint(weights or weights_path()))
+
+
+def _served_with_tta(meta: dict) -> bool:
+    return bool(meta.get("tta", False))  # weights from before `fer card --tta` were served on one view
 
 
 @dataclass

@@ -88,17 +88,21 @@ def classifier():
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _predictor(stamp, tta: bool | None = None):
+def _predictor(stamp, tta: bool):
     from fer.predict import Predictor
 
-    classifier = _classifier(stamp)
-    return Predictor(classifier if tta is None else classifier.with_tta(tta))
+    return Predictor(_classifier(stamp).with_tta(tta))
+
+
+def _resolved(tta: bool | None) -> bool:
+    """None means as the weights are served: resolved before the caches, so one setting is one entry."""
+    return shipped_tta() if tta is None else tta
 
 
 def predictor(tta: bool | None = None):
     """The photo pipeline; `tta` also classifies each face mirrored and averages (one batch of two: about
     twice the model time); None: as the weights are served."""
-    return _predictor(weights_stamp(), tta)
+    return _predictor(weights_stamp(), _resolved(tta))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -142,17 +146,17 @@ def digest(data: bytes) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
-def _predict(data: bytes, name: str, detect: bool, stamp, tta: bool | None = None):
+def _predict(data: bytes, name: str, detect: bool, stamp, tta: bool):
     # In memory only (uploads never touch the disk); the same bytes are not decoded twice.
     return _predictor(stamp, tta).predict(data, name=name, detect=detect)
 
 
 def predict_photo(data: bytes, name: str, detect: bool = True, tta: bool | None = None):
-    return _predict(data, name, detect, weights_stamp(), tta)
+    return _predict(data, name, detect, weights_stamp(), _resolved(tta))
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
-def _photo_for_display(data: bytes, name: str, detect: bool, stamp, tta: bool | None = None):
+def _photo_for_display(data: bytes, name: str, detect: bool, stamp, tta: bool):
     from fer.results import for_display
 
     return for_display(_predict(data, name, detect, stamp, tta))
@@ -160,7 +164,7 @@ def _photo_for_display(data: bytes, name: str, detect: bool, stamp, tta: bool | 
 
 def photo_for_display(data: bytes, name: str, detect: bool = True, tta: bool | None = None):
     """The photo's result as the Predict page shows it (fer.results.ShownPhoto), cached like `predict_photo`."""
-    return _photo_for_display(data, name, detect, weights_stamp(), tta)
+    return _photo_for_display(data, name, detect, weights_stamp(), _resolved(tta))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -635,3 +635,12 @@ def test_pages_draw_without_the_model_and_the_warm_up_loads_it_once(monkeypatch,
     assert loads == [1]
     common.classifier()  # what the first photo asks for: already loaded
     assert loads == [1]
+
+
+def test_the_served_default_and_the_same_explicit_setting_share_one_cached_pipeline(no_dataset, photo_with_faces):
+    from pages import common
+
+    served = common.shipped_tta()
+    assert common.predictor() is common.predictor(served) is not common.predictor(not served)
+    jpeg = encode(photo_with_faces[0])
+    assert common.predict_photo(jpeg, "group.jpg") is common.predict_photo(jpeg, "group.jpg", tta=served)
