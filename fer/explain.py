@@ -36,6 +36,8 @@ METHODS = {
     "Score-CAM": "ScoreCAM",
 }
 DEFAULT_METHOD = "Grad-CAM"
+# Methods whose map changes with the class explained (Eigen-CAM ignores the class: one map for all four).
+PER_CLASS_METHODS = [method for method in METHODS if method != "Eigen-CAM"]
 METHOD_HELP = {
     "Grad-CAM": "Weighs each feature map by the average gradient of the class score: the classic choice.",
     "Grad-CAM++": "Like Grad-CAM with finer gradient weights; better when a class shows up in several places.",
@@ -127,6 +129,16 @@ class Explainer:
                 cam.activations_and_grads.release()
                 self.model.zero_grad(set_to_none=True)
         return np.clip(np.nan_to_num(maps.astype(np.float32)), 0.0, 1.0)
+
+    def class_maps(self, face, method: str = DEFAULT_METHOD, layer: str | None = None) -> np.ndarray:
+        """(4, 48, 48): the map of `method` for each class, in CLASSES order, on one face (48x48 uint8).
+
+        Each map is scaled to its own maximum (pytorch-grad-cam's normalisation), so it shows where a
+        class's evidence sits, not how strong it is; an all-zero map means no region speaks for it."""
+        face = np.asarray(face)
+        if face.ndim != 2:
+            raise ValueError(f"class_maps takes one 48x48 face, got an array of shape {face.shape}.")
+        return self.cams(np.repeat(face[None], len(CLASSES), axis=0), method, list(range(len(CLASSES))), layer)
 
     def faithfulness(self, faces, cams: np.ndarray, targets) -> list[dict]:
         """How well each map agrees with the model, per face, in probability points of the target class.

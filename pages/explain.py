@@ -1,10 +1,10 @@
-"""Explain: one face, every saliency method side by side, each with a faithfulness score."""
+"""Explain: one face, every saliency method side by side, each with a faithfulness score, and one map per class."""
 
 import numpy as np
 import streamlit as st
 
 from fer.data import CLASSES
-from fer.explain import METHOD_HELP, METHODS, most_faithful, overlay, random_map
+from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, most_faithful, overlay, random_map
 from fer.faces import MAX_FILE_BYTES
 from fer.plots import faithfulness_bars, probability_bars, score_text
 from fer.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown, in_reading_order
@@ -46,6 +46,12 @@ def all_methods(face: np.ndarray, target: int, layer: str, stamp) -> tuple[dict,
         np.repeat(face[None], len(names), axis=0), np.stack([maps[n] for n in names]), [target] * len(names)
     )
     return maps, dict(zip(names, scores, strict=True))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def maps_per_class(face: np.ndarray, method: str, layer: str, stamp) -> np.ndarray:
+    """One map per class (CLASSES order) for one face."""
+    return common.explainer().class_maps(face, method, layer)
 
 
 def points(change: float) -> str:
@@ -124,7 +130,10 @@ def dataset_face(root, tta: bool):
 
 def render() -> None:
     st.title("Explain a prediction")
-    st.markdown("One face, every saliency method side by side, each scored on how faithfully it follows the model.")
+    st.markdown(
+        "One face: every saliency method side by side, each scored on how faithfully it follows the model, "
+        "and where the evidence for each expression sits."
+    )
     with st.expander("How to read these maps", icon=":material/help:"):
         st.markdown(HELP)
     tta = common.tta_setting()
@@ -190,6 +199,37 @@ def render() -> None:
     st.caption(
         "ROAD (Remove And Debias, pytorch-grad-cam's metrics.road) averaged over removing 20, 40, 60 and 80% of the pixels. "
         "Scores describe this face only: compare methods on several faces before trusting one in general."
+    )
+    evidence_per_class(face, probs, layer, opacity)
+
+
+def evidence_per_class(face: np.ndarray, probs: np.ndarray, layer: str, opacity: float) -> None:
+    """The face explained once for each class: what tips the balance between the likeliest two."""
+    st.subheader("Evidence for each expression")
+    runner_up, top = np.argsort(probs)[-2:]
+    st.markdown(
+        f"The same face explained once for each class. Likeliest: **{CLASSES[top]}** ({probs[top]:.0%}), "
+        f"then **{CLASSES[runner_up]}** ({probs[runner_up]:.0%}); compare their maps to see what tips the balance."
+    )
+    method = st.columns([1, 2])[0].selectbox(
+        "Method",
+        PER_CLASS_METHODS,
+        key="explain_class_method",
+        help="Eigen-CAM is not offered here: it ignores the class and draws the same map for all four.",
+    )
+    with st.spinner(f"Computing {method} for each class..."):
+        maps = maps_per_class(np.asarray(face, dtype=np.uint8), method, layer, common.weights_stamp())
+    for k, (column, name) in enumerate(zip(st.columns(len(CLASSES), gap="medium"), CLASSES, strict=True)):
+        with column, st.container(border=True):
+            st.markdown(f"**{name}** {probs[k]:.0%}")
+            st.image(overlay(face, maps[k], opacity), width="stretch")
+            if k == top:
+                st.badge("predicted", icon=":material/check:", color="blue")
+            elif not maps[k].any():
+                st.caption("No region speaks for this class.")
+    st.caption(
+        "Each map is scaled to its own maximum, so it shows where a class's evidence sits, not how strong it "
+        "is: the probabilities say that."
     )
 
 

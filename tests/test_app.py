@@ -466,6 +466,40 @@ def test_explain_a_dataset_face(with_dataset, tiny_validation):
     assert len([m for m in at.metric if m.label == "ROAD score"]) == 8
 
 
+def test_explain_shows_the_evidence_for_each_class(with_dataset, tiny_validation):
+    from fer.explain import PER_CLASS_METHODS
+
+    faces, probs = tiny_validation
+    at = open_app("pages/explain.py")
+    at.radio(key="explain_source").set_value("A dataset image")
+    rerun(at)
+    at.selectbox(key="explain_class").set_value("sad")
+    rerun(at)
+    first_sad = np.flatnonzero(faces.labels == CLASSES.index("sad"))[0]
+    expected = probs[first_sad]
+    runner_up, top = np.argsort(expected)[-2:]
+    assert "Evidence for each expression" in texts(at.subheader)
+    assert any(
+        f"Likeliest: **{CLASSES[top]}** ({expected[top]:.0%}), then **{CLASSES[runner_up]}**" in text
+        for text in texts(at.markdown)
+    )
+
+    def cards():
+        """(class header, badge after it or None) for the four per-class cards, in page order."""
+        shown, headers = texts(at.markdown), [f"**{name}** " for name in CLASSES]
+        found = [(i, t) for i, t in enumerate(shown) if any(t.startswith(h) for h in headers)][-len(CLASSES) :]
+        after = [*shown[1:], ""]
+        return [(t, "predicted" if "predicted" in after[i] else None) for i, t in found]
+
+    assert [header for header, _ in cards()] == [f"**{name}** {p:.0%}" for name, p in zip(CLASSES, expected)]
+    assert [badge for _, badge in cards()] == [("predicted" if k == top else None) for k in range(len(CLASSES))]
+    method = at.selectbox(key="explain_class_method")
+    assert method.options == PER_CLASS_METHODS and method.value == "Grad-CAM"
+    method.set_value("Layer-CAM")
+    rerun(at)
+    assert [header for header, _ in cards()] == [f"**{name}** {p:.0%}" for name, p in zip(CLASSES, expected)]
+
+
 # -- dataset --------------------------------------------------------------------------------------
 
 

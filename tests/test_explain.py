@@ -7,7 +7,7 @@ import pytest
 
 from fer.data import CLASSES
 from fer.errors import ImageError
-from fer.explain import METHODS, Explainer, layer_names, overlay, random_map
+from fer.explain import METHODS, PER_CLASS_METHODS, Explainer, layer_names, overlay, random_map
 from fer.model import ModelConfig
 
 
@@ -59,6 +59,27 @@ def test_the_map_depends_on_the_class_explained(explainer, faces):
     per_class = np.stack([explainer.cams(face, "Grad-CAM", targets=[k])[0] for k in range(len(CLASSES))])
     differences = [np.abs(per_class[a] - per_class[b]).mean() for a in range(4) for b in range(a + 1, 4)]
     assert max(differences) > 0.05
+
+
+@pytest.mark.parametrize("method", ["Grad-CAM", "Layer-CAM"])
+def test_class_maps_explain_each_class_in_order(explainer, faces, method):
+    face = faces[2]  # a sad face
+    maps = explainer.class_maps(face, method, layer="stage 3 (12x12)")
+    assert maps.shape == (len(CLASSES), 48, 48)
+    for k in range(len(CLASSES)):
+        np.testing.assert_allclose(
+            maps[k], explainer.cams(face[None], method, targets=[k], layer="stage 3 (12x12)")[0], atol=1e-6
+        )
+    differences = [np.abs(maps[a] - maps[b]).mean() for a in range(4) for b in range(a + 1, 4)]
+    assert max(differences) > 0.05
+
+
+def test_per_class_methods_leave_out_only_the_class_blind_one(explainer, faces):
+    assert [m for m in METHODS if m not in PER_CLASS_METHODS] == ["Eigen-CAM"]
+    eigen = explainer.class_maps(faces[0], "Eigen-CAM")
+    assert all(np.array_equal(eigen[0], eigen[k]) for k in range(1, len(CLASSES)))  # why it is left out
+    with pytest.raises(ValueError, match="one 48x48 face"):
+        explainer.class_maps(faces[:2])
 
 
 def test_explaining_leaves_the_classifier_model_untouched(classifier, explainer, faces):

@@ -340,6 +340,12 @@ def test_sample_photo_then_explain_its_face(page, server):
     assert names == [*METHODS, "Random map (baseline)"]
     scores = [float(t) for t in texts(page.get_by_test_id("stMetricValue"))]
     assert len(scores) == len(METHODS) + 1 and all(np.isfinite(scores))
+    # The face explained once per class: four cards, in class order, each with its map.
+    evidence = page.get_by_role("heading", name="Evidence for each expression")
+    evidence.wait_for()
+    wait_idle(page)
+    assert [t for t in texts(page.locator("strong")) if t in CLASSES][-len(CLASSES) :] == list(CLASSES)
+    assert page.get_by_test_id("stImage").count() == 1 + len(METHODS) + 1 + len(CLASSES)
     snap(page, "readme-explain", also=readme_shot("explain"))
 
 
