@@ -451,14 +451,19 @@ def test_the_mirror_switch_also_sets_the_explain_pages_probabilities(no_dataset,
     assert any("mirror image" in text for text in texts(at.caption)) is not served
 
 
-def test_explain_a_dataset_face(with_dataset, tiny_validation):
-    faces, probs = tiny_validation
+def explain_dataset_face(true_class: str, number: int) -> AppTest:
+    """The Explain page on the `number`-th validation image of `true_class` (1-based)."""
     at = open_app("pages/explain.py")
     at.radio(key="explain_source").set_value("A dataset image")
     rerun(at)
-    at.selectbox(key="explain_class").set_value("surprise")
-    at.number_input(key="explain_number").set_value(2)
-    rerun(at)
+    at.selectbox(key="explain_class").set_value(true_class)
+    at.number_input(key="explain_number").set_value(number)
+    return rerun(at)
+
+
+def test_explain_a_dataset_face(with_dataset, tiny_validation):
+    faces, probs = tiny_validation
+    at = explain_dataset_face("surprise", 2)
     second_surprise = np.flatnonzero(faces.labels == CLASSES.index("surprise"))[1]
     assert texts(at.subheader)[0].replace("\\", "") == f"{faces.keys[second_surprise]} (true: surprise)"
     predicted = CLASSES[int(probs[second_surprise].argmax())]
@@ -470,11 +475,7 @@ def test_explain_shows_the_evidence_for_each_class(with_dataset, tiny_validation
     from fer.explain import PER_CLASS_METHODS
 
     faces, probs = tiny_validation
-    at = open_app("pages/explain.py")
-    at.radio(key="explain_source").set_value("A dataset image")
-    rerun(at)
-    at.selectbox(key="explain_class").set_value("sad")
-    rerun(at)
+    at = explain_dataset_face("sad", 1)
     first_sad = np.flatnonzero(faces.labels == CLASSES.index("sad"))[0]
     expected = probs[first_sad]
     runner_up, top = np.argsort(expected)[-2:]
