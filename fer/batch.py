@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fer.data import CLASSES
-from fer.errors import FerError, ImageError
+from fer.errors import FerError, ImageError, write_user_file
 from fer.faces import MAX_FILE_BYTES
 from fer.predict import PhotoResult, Predictor
 
@@ -323,8 +323,4 @@ def results_to_csv(results: Iterable[PhotoResult]) -> str:
 
 def write_csv(results: Iterable[PhotoResult], path: str | os.PathLike) -> None:
     """Write the CSV (UTF-8 with a byte-order mark, so that Excel shows accented file names right)."""
-    text = results_to_csv(results)
-    try:
-        Path(path).write_text(text, encoding="utf-8-sig", newline="")
-    except OSError as error:
-        raise FerError(f"Cannot write {path} ({error.strerror or error}); choose a folder you can write to.") from error
+    write_user_file(path, results_to_csv(results), encoding="utf-8-sig")

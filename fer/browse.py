@@ -37,12 +37,15 @@ def cache_dir() -> Path:
 
 
 def model_fingerprint(classifier: Classifier) -> str:
-    """sha1 of the weights, temperature and test-time augmentation: what the probabilities depend on."""
+    """sha1 of the weights, temperature, test-time augmentation and precision: what the probabilities depend on.
+
+    The precision matters: the same weights give other probabilities in fp32 (where int8 is not
+    available) than through their int8 copy, which `fer card` derives from these float weights."""
     digest = hashlib.sha1()
     for name, tensor in classifier.model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().numpy().tobytes())
-    digest.update(f"{classifier.temperature!r}|{classifier.tta!r}".encode())
+    digest.update(f"{classifier.temperature!r}|{classifier.tta!r}|{classifier.precision}".encode())
     return digest.hexdigest()
 
 

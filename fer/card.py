@@ -27,6 +27,7 @@ from fer.calibrate import (
     uncertainty_report,
 )
 from fer.checkpoint import CARD_NAME, DEFAULT_WEIGHTS, load_model, save_weights
+from fer.errors import FerError
 from fer.evaluate import evaluate_folder
 from fer.model import count_macs, count_params, describe
 from fer.predict import DEFAULT_UNCERTAINTY_THRESHOLD, Classifier
@@ -152,9 +153,11 @@ def build_card(
     model, meta = load_model(run_dir / "best.pt", verify=False)
     # The file stores float16 (half the size); round now so quantization and metrics use what ships.
     model = model.half().float()
-    summary_file = run_dir / "summary.json"
+    summary_file, history_file = run_dir / "summary.json", run_dir / "history.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    history = summary.get("history") or json.loads((run_dir / "history.json").read_text())
+    if not summary.get("history") and not history_file.is_file():
+        raise FerError(f"{run_dir} has no training history (summary.json or history.json): is it a `fer train` run?")
+    history = summary.get("history") or json.loads(history_file.read_text())
     train = data.load_folder(root, "train")
     calibration_index = np.random.default_rng(0).permutation(len(train))[:INT8_CALIBRATION_FACES]
     int8_state = quantize.quantize(model, train.images[calibration_index]).state_dict()

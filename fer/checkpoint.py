@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -95,13 +96,15 @@ def read_checkpoint(path: str | os.PathLike, verify: bool | None = None) -> dict
             f"Weights file not found: {path}. Train one with `python -m fer train` or restore "
             "weights/fer_net.pt from the repository."
         )
+    if verify is None and path.resolve() == DEFAULT_WEIGHTS.resolve():
+        verify = True  # the shipped file is always checked: a missing or broken card is an error, not a skip
     card = None
     try:
         card = read_card(path)
     except WeightsError:
         if verify:
             raise
-    expected = card.get("weights_sha256") if card and card.get("weights_file") == path.name else None
+    expected = card.get("weights_sha256") if isinstance(card, dict) and card.get("weights_file") == path.name else None
     if verify is None:
         verify = expected is not None
     if verify:
@@ -123,6 +126,9 @@ def read_checkpoint(path: str | os.PathLike, verify: bool | None = None) -> dict
         raise WeightsError(f"{path} is not a fer checkpoint (expected format {FORMAT!r}).")
     if list(payload.get("classes", [])) != list(CLASSES):
         raise WeightsError(f"{path} was trained for classes {payload.get('classes')}, not {list(CLASSES)}.")
+    temperature = payload.get("temperature", 1.0)
+    if not isinstance(temperature, int | float) or not math.isfinite(temperature) or temperature <= 0:
+        raise WeightsError(f"{path} has an unusable temperature {temperature!r}: it must be a number above 0.")
     return payload
 
 
@@ -132,7 +138,7 @@ def load_model(path: str | os.PathLike = DEFAULT_WEIGHTS, verify: bool | None = 
     try:
         model = FerNet(ModelConfig.from_dict(payload["config"]))
         model.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # ValueError: e.g. a config that is not a dict
         raise WeightsError(f"{path} does not match the model architecture: {error}") from error
     model.eval()
     meta = {k: v for k, v in payload.items() if k != "state_dict"}

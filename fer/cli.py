@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from fer.checkpoint import DEFAULT_WEIGHTS
 from fer.errors import FerError
@@ -19,6 +20,9 @@ TTA_HELP = (
 def _evaluate(args) -> int:
     from fer.evaluate import evaluate_folder, format_report, write_outputs
 
+    for out in (args.json, args.predictions):  # before the minutes of evaluating, not after
+        if out and not Path(out).absolute().parent.is_dir():
+            raise FerError(f"Cannot write {out}: the folder {Path(out).absolute().parent} does not exist.")
     report, faces, probs, uncertainty = evaluate_folder(args.data, args.split, args.weights, tta=args.tta)
     write_outputs(report, faces, probs, uncertainty, args.json, args.predictions)
     if not args.json:

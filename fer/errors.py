@@ -4,6 +4,8 @@ Everything that reaches a user (CLI, app, API) is a `FerError` with a message th
 and what to do; anything else escaping the package is a bug.
 """
 
+from pathlib import Path
+
 
 class FerError(Exception):
     """Base class: a clear, user-facing problem (bad input, missing data, bad weights)."""
@@ -19,3 +21,11 @@ class ImageError(FerError):
 
 class WeightsError(FerError):
     """A weights file is missing, corrupt, tampered with or not a fer checkpoint."""
+
+
+def write_user_file(path, text: str, encoding: str = "utf-8") -> None:
+    """Write an output file the user named; a path that cannot be written is a FerError, not a traceback."""
+    try:
+        Path(path).write_text(text, encoding=encoding, newline="")
+    except OSError as error:
+        raise FerError(f"Cannot write {path} ({error.strerror or error}); choose a folder you can write to.") from error

@@ -20,16 +20,15 @@ from fer import data
 from fer.calibrate import softmax, uncertainty_report
 from fer.checkpoint import sha256_of, weights_path
 from fer.data import CLASSES
+from fer.errors import write_user_file
 from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins  # noqa: F401 (re-exported)
 from fer.predict import Classifier, load_classifier
 
 
-def known_train_split(folder: Path, split: str | None, root: Path) -> Path | None:
-    """The train split beside the evaluated folder, if the evaluated folder is another split."""
+def known_train_split(split: str | None, root: Path) -> Path | None:
+    """The train split beside the evaluated one, if the evaluated folder is another split."""
     if split and split != "train" and (root / "train").is_dir():
         return root / "train"
-    if not split and folder.name in data.SPLITS and folder.name != "train" and (folder.parent / "train").is_dir():
-        return folder.parent / "train"
     return None
 
 
@@ -91,12 +90,15 @@ def evaluate_folder(
 
     `tta` turns flip test-time augmentation on or off; None keeps the classifier's (the weights') setting."""
     root = data.find_data_dir(data_dir)
+    if not split and root.name in data.SPLITS and data.has_splits(root.parent):
+        # `--data .../validation` is `--data ... --split validation`: the votes and train sit beside it.
+        root, split = root.parent, root.name
     faces = data.load_folder(root, split)
     weights = Path(weights or weights_path())
     classifier = classifier or load_classifier(weights)
     if tta is not None:  # also when a classifier is passed in
         classifier = classifier.with_tta(tta)
-    train_dir = known_train_split(faces.folder, split, root)
+    train_dir = known_train_split(split, root)
     train = data.load_folder(train_dir) if train_dir else None
     votes_file = data.find_votes_file(root)
     votes = data.load_votes(votes_file) if votes_file else None
@@ -157,6 +159,6 @@ def write_outputs(
     report: dict, faces: data.FaceSet, probs: np.ndarray, uncertainty: np.ndarray, json_out=None, csv_out=None
 ) -> None:
     if json_out:
-        Path(json_out).write_text(json.dumps(report, indent=2))
+        write_user_file(json_out, json.dumps(report, indent=2))
     if csv_out:
-        Path(csv_out).write_text(predictions_csv(faces, probs, uncertainty))
+        write_user_file(csv_out, predictions_csv(faces, probs, uncertainty))

@@ -176,7 +176,8 @@ class Explainer:
 
 
 class _CalibratedProbability:
-    """A pytorch-grad-cam target: the class probability the app shows (softmax of logits / temperature)."""
+    """A pytorch-grad-cam target: the calibrated class probability (softmax of logits / temperature) of the
+    network the maps explain (the float copy, one view; the app's shown numbers come from int8 + mirror)."""
 
     def __init__(self, category: int, temperature: float):
         self.category, self.temperature = category, temperature

@@ -317,16 +317,19 @@ class FaceDetector:
 def reading_order(boxes: list[Box]) -> list[int]:
     """Indices of `boxes` as people read a photo: rows top to bottom, each row left to right.
 
-    A box joins the current row when its centre lies above the bottom of that row's first box.
+    A box joins the current row when its centre lies above the lowest bottom of the boxes already in it,
+    so a row of people that slopes across the photo stays one row.
     """
     rows: list[list[int]] = []
+    row_bottom = 0.0
     for i in sorted(range(len(boxes)), key=lambda i: (boxes[i].y + boxes[i].h / 2, boxes[i].x)):
-        centre = boxes[i].y + boxes[i].h / 2
-        first = boxes[rows[-1][0]] if rows else None
-        if first is not None and centre <= first.y + first.h:
+        box = boxes[i]
+        if rows and box.y + box.h / 2 <= row_bottom:
             rows[-1].append(i)
+            row_bottom = max(row_bottom, box.y + box.h)
         else:
             rows.append([i])
+            row_bottom = box.y + box.h
     return [i for row in rows for i in sorted(row, key=lambda i: boxes[i].x)]
 
 

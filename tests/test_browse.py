@@ -50,6 +50,11 @@ def test_split_predictions_are_cached_in_memory_and_on_disk(classifier, val_subs
 def test_the_cache_key_changes_with_the_weights_and_the_images(classifier, val_subset, cache_folder):
     recalibrated = Classifier(classifier.model, {"temperature": classifier.temperature * 2})
     assert browse.model_fingerprint(recalibrated) != browse.model_fingerprint(classifier)
+    # The same float weights served without their int8 copy give other probabilities: another key.
+    float_meta = {k: v for k, v in classifier.meta.items() if k != "int8_state_dict"}
+    in_float = Classifier(classifier.model, float_meta, tta=classifier.tta)
+    assert (in_float.precision, classifier.precision) == ("fp32", "int8")
+    assert browse.model_fingerprint(in_float) != browse.model_fingerprint(classifier)
     browse.split_predictions(classifier, val_subset)
     assert browse.cached_predictions(recalibrated, val_subset) is None
     other = val_subset.subset(np.arange(10))

@@ -69,3 +69,12 @@ def test_weights_shipped_with_tta_are_served_with_it_unless_turned_off(tiny_run,
         report = json.loads(out.read_text())
         assert report["tta"] is (flag == []) and report["accuracy"] == pytest.approx(expected["validation"]["accuracy"])
     capsys.readouterr()
+
+
+def test_card_refuses_a_folder_that_is_not_a_training_run(tiny_run, tiny_dataset, tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "best.pt").write_bytes((tiny_run / "best.pt").read_bytes())  # weights, no history
+    args = ["card", "--run", str(tmp_path / "run"), "--weights-out", str(tmp_path / "out.pt")]
+    assert cli([*args, "--data", str(tiny_dataset)]) == 2
+    assert "no training history" in capsys.readouterr().err
+    assert not (tmp_path / "out.pt").exists()

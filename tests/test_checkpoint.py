@@ -81,3 +81,36 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
     torch.save({"format": "fer-checkpoint-v1", "payload": Payload()}, evil)
     with pytest.raises(WeightsError, match="not a readable fer checkpoint"):
         load_model(evil)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"temperature": 0.0}, "unusable temperature"),
+        ({"temperature": float("nan")}, "unusable temperature"),
+        ({"temperature": "hot"}, "unusable temperature"),
+        ({"config": "abc"}, "does not match the model architecture"),
+        ({"config": {"widths": [8, 16, 24, 32], "depths": [1, 0, 1, 1]}}, "does not match the model architecture"),
+    ],
+)
+def test_checkpoints_with_a_bad_temperature_or_config_are_refused(tmp_path, change, message):
+    save_weights(tmp_path / "m.pt", FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1))))
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    torch.save({**payload, **change}, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match=message):
+        load_model(tmp_path / "bad.pt")
+
+
+def test_the_shipped_file_is_never_loaded_unchecked(tmp_path, monkeypatch):
+    import fer.checkpoint
+
+    weights = shipped_copy(tmp_path)
+    monkeypatch.setattr(fer.checkpoint, "DEFAULT_WEIGHTS", weights)  # this copy plays the shipped file
+    load_model(weights)  # its card beside it: checked and loaded
+    (tmp_path / "model_card.json").unlink()
+    with pytest.raises(WeightsError, match="No sha256"):
+        load_model(weights)
+    (tmp_path / "model_card.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="not valid JSON"):
+        load_model(weights)
+    load_model(weights, verify=False)  # asked for explicitly: no check

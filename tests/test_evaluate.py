@@ -80,6 +80,25 @@ def test_evaluate_cli_json_and_csv_contract(tiny_dataset, tmp_path, classifier):
     assert [CLASSES[i] for i in probs.argmax(1)] == [r["pred"] for r in rows]
 
 
+def test_a_split_folder_as_data_is_the_same_as_naming_the_split(tiny_dataset, tmp_path):
+    as_split, as_folder = tmp_path / "split.json", tmp_path / "folder.json"
+    assert cli(["evaluate", "--data", str(tiny_dataset), "--split", "validation", "--json", str(as_split)]) == 0
+    assert cli(["evaluate", "--data", str(tiny_dataset / "validation"), "--json", str(as_folder)]) == 0
+    by_split, by_folder = json.loads(as_split.read_text()), json.loads(as_folder.read_text())
+    # The votes and the train split beside it are found either way: the same sections, the same numbers.
+    assert {"subsets", "uncertainty", "accuracy_excluding_train_twins"} <= set(by_folder)
+    assert by_folder == by_split
+
+
+def test_evaluate_refuses_outputs_it_cannot_write_with_a_clear_message(tiny_dataset, tmp_path, capsys):
+    missing = tmp_path / "no such folder" / "report.json"
+    assert cli(["evaluate", "--data", str(tiny_dataset), "--split", "test", "--json", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    # A folder that exists but a path that cannot be written (here: a folder), found only at write time.
+    assert cli(["evaluate", "--data", str(tiny_dataset), "--split", "test", "--predictions", str(tmp_path)]) == 2
+    assert f"Cannot write {tmp_path}" in capsys.readouterr().err
+
+
 def test_evaluate_plain_folder_with_missing_classes_prints_a_table(tiny_dataset, tmp_path, capsys):
     shutil.copytree(tiny_dataset / "test" / "happy", tmp_path / "happy")
     shutil.copytree(tiny_dataset / "test" / "surprise", tmp_path / "surprise")

@@ -598,3 +598,12 @@ def test_file_label_defaults(tmp_path, photo_jpeg):
 def test_reading_order_numbers_rows_top_to_bottom_then_left_to_right():
     boxes = [Box(300, 20, 50, 50), Box(10, 30, 60, 60), Box(150, 200, 40, 40), Box(20, 210, 50, 50)]
     assert reading_order(boxes) == [1, 0, 3, 2]
+
+
+def test_reading_order_keeps_a_sloping_row_together():
+    # Three people on a slope, each half a face lower than the last: one row, read left to right.
+    sloping = [Box(0, 60, 100, 100), Box(200, 30, 100, 100), Box(400, 0, 100, 100)]
+    assert reading_order(sloping) == [0, 1, 2]
+    # Below them, a second row that starts under the row's lowest face.
+    second = [Box(50, 200, 100, 100), Box(300, 190, 100, 100)]
+    assert reading_order(sloping + second) == [0, 1, 2, 3, 4]
