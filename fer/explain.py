@@ -141,7 +141,7 @@ class Explainer:
         return self.cams(np.repeat(face[None], len(CLASSES), axis=0), method, list(range(len(CLASSES))), layer)
 
     def faithfulness(self, faces, cams: np.ndarray, targets) -> list[dict]:
-        """How well each map agrees with the model, per face, in probability points of the target class.
+        """How well each map agrees with the model, per face, as probabilities (0 to 1) of the target class.
 
         ROAD (Rong et al. 2022; pytorch_grad_cam.metrics.road) removes pixels and fills them in from their
         neighbours, then asks the model again, averaged over removing 20/40/60/80% of the pixels:

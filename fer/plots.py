@@ -221,7 +221,8 @@ def training_curves(curves: list[dict], height: int = 380):
                 col=column,
             )
     fig.update_xaxes(title="epoch")
-    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    # One decimal: a run scored only over its last epochs spans about a point, where ".0%" repeated labels.
+    fig.update_yaxes(tickformat=".1%", row=1, col=2)
     fig = _layout(
         fig,
         height,
@@ -293,5 +294,5 @@ def faithfulness_bars(scores: dict[str, float], height: int = 300, title: str | 
         )
     )
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title="ROAD score (probability points)", zeroline=True)
+    fig.update_xaxes(title="ROAD score (higher is more faithful)", zeroline=True)
     return _layout(fig, height, title, showlegend=False)

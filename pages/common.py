@@ -20,7 +20,16 @@ from fer.checkpoint import card_path_for, read_card, weights_path
 from fer.errors import DataError, FerError
 
 # Widget values that must survive a visit to another page (Streamlit forgets widgets it does not draw).
-PERSISTENT_KEYS = ("cam_method", "cam_target", "cam_layer", "cam_opacity", "data_dir", "ds_split", "tta")
+# A kept value that no longer fits its widget (a face number past the end) falls back to the default.
+# Upload and camera widgets cannot be given a value: their files are kept by pages/predict.py instead.
+PERSISTENT_KEYS = (
+    *("tta", "cam_method", "cam_target", "cam_layer", "cam_opacity"),  # sidebar
+    "predict_source",
+    *("explain_source", "explain_predict_face", "explain_face_number", "explain_split", "explain_class"),
+    *("explain_number", "explain_target", "explain_layer", "explain_opacity", "explain_class_method"),
+    *("data_dir", "ds_split", "ds_view", "ds_true", "ds_pred", "ds_verdict", "ds_flagged", "ds_cams", "ds_page"),
+    *("ds_card_split", "ds_card_view", "report_split"),
+)
 PREDICTED = "predicted class"
 # Visitors may type a dataset folder on the Dataset page only where the operator allows it: otherwise
 # anyone reaching a deployed app could point the server at any folder it can read.
@@ -327,8 +336,9 @@ def split_flags(root: str, split: str) -> list[str]:
     return browse.duplicate_flags(faces, groups)
 
 
-def split_predictions(root: str, split: str) -> np.ndarray:
-    """The split's probabilities; a progress bar shows while they are computed the first time."""
+def split_predictions(root: str, split: str, tta: bool | None = None) -> np.ndarray:
+    """The split's probabilities (`tta`: with the mirrored face too; None: as served); a progress bar shows
+    while they are computed the first time."""
     from fer import browse
 
     faces = load_split(root, split)
@@ -337,7 +347,7 @@ def split_predictions(root: str, split: str) -> np.ndarray:
     def progress(done: int, total: int) -> None:
         placeholder.progress(done / total, text=f"Classifying the {split or 'dataset'} images: {done:,} of {total:,}")
 
-    probs = browse.split_predictions(classifier(), faces, progress=progress)
+    probs = browse.split_predictions(classifier().with_tta(_resolved(tta)), faces, progress=progress)
     placeholder.empty()
     return probs
 

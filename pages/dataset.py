@@ -8,7 +8,7 @@ import streamlit as st
 from fer import browse
 from fer.data import CLASSES, DEFAULT_DATA_DIR
 from fer.evaluate import compute_metrics
-from fer.explain import overlay
+from fer.explain import DEFAULT_METHOD, overlay
 from fer.plots import (
     CONFUSION_SELECTION,
     class_balance_bars,
@@ -220,14 +220,8 @@ def browse_section(faces, probs, flags) -> None:
     page = st.number_input(f"Page (of {pages})", 1, pages, key="ds_page") if pages > 1 else 1
     shown = index[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     preds = probs.argmax(axis=1)
-    if chosen["cams"]:
-        settings = {k: st.session_state.get(f"cam_{k}") for k in ("method", "layer")}
-        maps = common.cams(
-            faces.images[shown],
-            settings["method"] or "Grad-CAM",
-            preds[shown],
-            settings["layer"] or common.layer_choices()[0],
-        )
+    if chosen["cams"]:  # Grad-CAM on the last stage, as the toggle says (fast: a page of 24 in a few seconds)
+        maps = common.cams(faces.images[shown], DEFAULT_METHOD, preds[shown], common.layer_choices()[0])
     for start in range(0, len(shown), PER_ROW):
         for offset, column in enumerate(st.columns(PER_ROW)):
             if start + offset >= len(shown):
@@ -270,8 +264,9 @@ def render() -> None:
     root, problem = common.data_root()
     dataset_setting(problem)
     if root is None:
-        without_dataset()
+        without_dataset()  # the stored results, as the weights are served: no switch to offer
         return
+    tta = common.tta_setting()  # the split is classified as the other pages classify a face
     splits = common.splits_in(root)
     default = splits.index("validation") if "validation" in splits else 0
     if st.session_state.get("ds_split") not in splits:
@@ -279,7 +274,7 @@ def render() -> None:
     split = st.radio("Split", splits, horizontal=True, key="ds_split", format_func=lambda s: s or "all images")
     with st.spinner(f"Loading the {split or 'dataset'} images..."):
         faces = common.load_split(str(root), split)
-    probs = common.split_predictions(str(root), split)
+    probs = common.split_predictions(str(root), split, tta)
     flags = common.split_flags(str(root), split)
     metrics = compute_metrics(faces.labels, probs)
     conflicting = sum(1 for f in flags if f.startswith("conflicting"))

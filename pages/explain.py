@@ -25,9 +25,10 @@ map can still be wrong.
 
 **Which map to trust.** The **ROAD score** tests each map against the model itself: the pixels the map
 calls important are removed (filled in from their neighbours) and the model is asked again. A faithful
-map loses a lot of confidence when its top pixels go and little when its bottom pixels go. Scores are
-in probability points; the random map shows what "no better than chance" looks like here. Trust the
-maps that clearly beat it.
+map loses a lot of confidence when its top pixels go and little when its bottom pixels go. The score is
+half the gap between those two losses, as a probability (+0.45: removing the top pixels costs 90 points
+more than removing the bottom ones); the random map shows what "no better than chance" looks like here.
+Trust the maps that clearly beat it.
 
 **Why some maps are identical.** On the last layer, Grad-CAM, HiRes-CAM and XGrad-CAM give the same
 map for this network: it averages that layer over the whole face before its single output layer, so
@@ -122,7 +123,7 @@ def dataset_face(root, tta: bool):
     if len(index) == 0:
         st.info(f"No {name} images in this split.")
         return None
-    number = right.number_input(f"Image (1 to {len(index)})", 1, len(index), 1, key="explain_number")
+    number = right.number_input(f"Image (1 to {len(index)})", 1, len(index), key="explain_number")
     i = int(index[int(number) - 1])
     probs = common.classifier().with_tta(tta).predict_proba(faces.images[i : i + 1])[0]
     return f"{faces.keys[i]} (true: {name})", faces.images[i], probs
@@ -150,7 +151,8 @@ def render() -> None:
     target = common.targets_for(probs, target_name)[0]
     layers = common.layer_choices()
     layer = middle.selectbox("Layer", layers, key="explain_layer")
-    opacity = right.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="explain_opacity")
+    st.session_state.setdefault("explain_opacity", 0.5)  # the default in the state, not the widget: kept across pages
+    opacity = right.slider("Heat-map opacity", 0.0, 1.0, step=0.05, key="explain_opacity")
 
     st.subheader(escape_markdown(title))
     face_column, chart_column = st.columns([1, 3], vertical_alignment="center")
@@ -181,7 +183,9 @@ def render() -> None:
                 st.metric(
                     "ROAD score",
                     score_text(score["road"]),
-                    help="Higher is more faithful; about 0 is no better than chance.",
+                    help="Half the gap between the confidence lost without the top pixels and without the bottom "
+                    "ones, as a probability (+0.45: a 90-point gap). Higher is more faithful; about 0 is no better "
+                    "than chance.",
                 )
                 st.caption(
                     f"Confidence when its top pixels are removed: {points(-score['drop_most'])} points; "

@@ -60,17 +60,46 @@ def photo_inputs() -> list[tuple[str, bytes]]:
             accept_multiple_files=True,
             key="uploads",
             help=UPLOAD_HELP,
+            on_change=partial(forget_kept, source),
         )
-        return [(file.name, file.getvalue()) for file in files or []]
+        return kept_across_pages(source, [(file.name, file.getvalue()) for file in files or []])
     if source == "Take a photo":
         shot = st.camera_input(
             "Camera",
             key="camera",
             help="Allow the browser to use your camera, then press the button to take the photo.",
+            on_change=partial(forget_kept, source),
         )
-        return [("camera.jpg", shot.getvalue())] if shot else []
+        return kept_across_pages(source, [("camera.jpg", shot.getvalue())] if shot else [])
     st.caption(SAMPLE_CREDIT)
     return [(SAMPLE_NAME, common.sample_photo())]
+
+
+def forget_kept(source: str) -> None:
+    """The user added, removed or retook files: what the widget holds now is what counts."""
+    st.session_state.get("kept_inputs", {}).pop(source, None)
+
+
+def kept_across_pages(source: str, given: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The files given, or those given before a visit to another page.
+
+    Streamlit empties upload and camera widgets when the user opens another page, and they cannot be
+    refilled; the files are kept in this session's memory (never on disk) until the user changes them.
+    """
+    kept = st.session_state.setdefault("kept_inputs", {})
+    if given:
+        kept[source] = given
+        return given
+    if not kept.get(source):
+        return []
+    count = len(kept[source])
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.caption(
+            f"Showing the {'photo' if count == 1 else f'{count} files'} you gave before opening another page "
+            "(kept in memory for this visit only). Upload or take new ones to replace them."
+        )
+        st.button("Clear", key=f"clear-{source}", on_click=partial(forget_kept, source), icon=":material/close:")
+    return kept[source]
 
 
 def classify(files: list[tuple[str, bytes]], tta: bool) -> list[Photo]:
@@ -167,6 +196,8 @@ def photo_view(photo: Photo, settings, single: bool = True) -> None:
             for face in result.faces[:MAX_FACE_CARDS]:
                 badge = f" · {UNCERTAIN_TEXT}" if is_uncertain(face) else ""
                 st.markdown(f"**{face.index + 1}.** {face.label} ({face.confidence:.0%}){badge}")
+            if found > MAX_FACE_CARDS:
+                st.caption(f"and {found - MAX_FACE_CARDS} more: every face is in the table below and in the downloads.")
         else:
             st.subheader("No face found")
             st.warning(
@@ -191,10 +222,13 @@ def photo_view(photo: Photo, settings, single: bool = True) -> None:
             on_click="ignore",
             icon=":material/download:",
         )
-        if result.faces and single:
+        if single:  # a photo without a face too: its row says so, as in the downloads of several photos
             downloads([result], photo.key)
     if result.faces:
         face_cards(photo.key, result, settings)
+    if single and len(result.faces) > MAX_FACE_CARDS:
+        st.subheader("All faces")
+        faces_dataframe([result])
 
 
 def downloads(results, key: str) -> None:
@@ -249,22 +283,28 @@ def gallery(photos: list[Photo]) -> None:
         )
     results = [photo.shown.result for photo in photos]
     st.subheader("All faces")
+    if not faces_dataframe(results):
+        st.info("No face was found in these photos. Open a photo below to classify it as a whole.")
+    downloads(results, "all")
+
+
+def faces_dataframe(results) -> bool:
+    """One row per face of these photos, probabilities in percent; False when there is no face to list."""
     table = faces_table(results, in_percent=True)
     if table.empty:
-        st.info("No face was found in these photos. Open a photo below to classify it as a whole.")
-    else:
-        st.dataframe(
-            table,
-            hide_index=True,
-            column_config={
-                "confidence": st.column_config.ProgressColumn(
-                    "confidence", format=PERCENT_FORMAT, min_value=0, max_value=100
-                ),
-                **{c: st.column_config.NumberColumn(c, format=PERCENT_FORMAT) for c in CLASSES},
-                "uncertainty": st.column_config.NumberColumn("uncertainty", format="%.2f"),
-            },
-        )
-    downloads(results, "all")
+        return False
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={
+            "confidence": st.column_config.ProgressColumn(
+                "confidence", format=PERCENT_FORMAT, min_value=0, max_value=100
+            ),
+            **{c: st.column_config.NumberColumn(c, format=PERCENT_FORMAT) for c in CLASSES},
+            "uncertainty": st.column_config.NumberColumn("uncertainty", format="%.2f"),
+        },
+    )
+    return True
 
 
 def render() -> None:
@@ -277,7 +317,9 @@ def render() -> None:
     settings = common.cam_settings()
     files = photo_inputs()
     if not files:
-        st.session_state.pop("predicted", None)  # the files are gone: so are their results
+        # The files are gone: so are their results, and the faces offered to the Explain page.
+        for key in ("predicted", "predict_faces"):
+            st.session_state.pop(key, None)
         st.info(
             "Upload one or more photos, take one with your camera, or pick the sample photo above to see the app at work.",
             icon=":material/add_photo_alternate:",

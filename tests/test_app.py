@@ -380,6 +380,45 @@ def test_the_sample_photo_works_out_of_the_box(no_dataset):
     assert any("NASA" in c for c in texts(at.caption))
 
 
+def test_photos_and_page_settings_survive_a_visit_to_another_page(no_dataset, photo_with_faces):
+    photo, _ = photo_with_faces
+    at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
+    assert "3 faces found" in texts(at.subheader)
+    at.switch_page("pages/explain.py")
+    rerun(at)
+    at.selectbox(key="explain_predict_face").set_value(2)
+    at.selectbox(key="explain_target").set_value("sad")
+    rerun(at)
+    at.switch_page("pages/predict.py")
+    rerun(at)
+    # Streamlit emptied the upload widget; the page shows the same photo again, from memory, and says so.
+    assert not at.file_uploader(key="uploads").value
+    assert "3 faces found" in texts(at.subheader)
+    assert any("before opening another page" in text for text in texts(at.caption))
+    at.switch_page("pages/explain.py")
+    rerun(at)
+    assert at.selectbox(key="explain_predict_face").value == 2 and at.selectbox(key="explain_target").value == "sad"
+    assert texts(at.subheader)[0].replace("\\", "") == "group.jpg, face 3"
+    # Clearing the kept photo clears its results, and the Explain page no longer offers its faces.
+    at.switch_page("pages/predict.py")
+    rerun(at)
+    at.button(key="clear-Upload photos").click()
+    rerun(at)
+    assert "3 faces found" not in texts(at.subheader)
+    assert any("Upload one or more photos" in text for text in texts(at.info))
+    at.switch_page("pages/explain.py")
+    rerun(at)
+    assert "Faces from the Predict page" not in at.radio(key="explain_source").options
+
+
+def test_removing_the_uploads_on_the_page_clears_them(no_dataset, photo_with_faces):
+    photo, _ = photo_with_faces
+    at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
+    upload(at)  # the user removes the file from the widget
+    assert "3 faces found" not in texts(at.subheader)
+    assert not any("before opening another page" in text for text in texts(at.caption))
+
+
 # -- explain ------------------------------------------------------------------------------------------
 
 
@@ -590,6 +629,36 @@ def test_choosing_a_confusion_cell_shows_exactly_its_images(with_dataset, tiny_v
     grid = [c for image in at.image for c in image.captions]
     assert len(grid) == min(len(expected), 24)
     assert all(c.startswith(f"{true} → {predicted} ") for c in grid)
+
+
+def test_dataset_filters_survive_a_visit_to_another_page(with_dataset, tiny_validation):
+    at = open_app("pages/dataset.py")
+    at.selectbox(key="ds_true").set_value("sad")
+    at.selectbox(key="ds_verdict").set_value("wrong")
+    rerun(at)
+    shown = images_table(at)["image"].tolist()
+    at.switch_page("pages/report.py")
+    rerun(at)
+    at.switch_page("pages/dataset.py")
+    rerun(at)
+    assert at.selectbox(key="ds_true").value == "sad" and at.selectbox(key="ds_verdict").value == "wrong"
+    assert images_table(at)["image"].tolist() == shown
+
+
+def test_the_mirror_switch_also_sets_the_dataset_pages_predictions(with_dataset, tiny_validation, classifier):
+    faces, _ = tiny_validation
+    at = open_app("pages/dataset.py")
+    served = at.toggle(key="tta").value
+    assert served is classifier.tta
+    for tta in (served, not served):
+        at.toggle(key="tta").set_value(tta)
+        rerun(at)
+        probs = classifier.with_tta(tta).predict_proba(faces.images)
+        table = images_table(at)
+        assert table["image"].tolist() == faces.keys
+        np.testing.assert_allclose(table["happy"], probs[:, 0] * 100, atol=1e-3)
+        accuracy = {m.label: m.value for m in at.metric}["Accuracy"]
+        assert accuracy == f"{compute_metrics(faces.labels, probs)['accuracy']:.1%}"
 
 
 def test_most_confident_mistakes_come_first_and_grad_cam_on_demand(with_dataset, tiny_validation):

@@ -259,10 +259,17 @@ def test_odd_but_valid_file_is_read_like_the_api_reads_it(group, thirty_faces, p
     else:
         assert "No face found" in subheaders and titles == []
         assert any(NO_FACE_WARNING in w for w in texts(at.warning))
+    # Every photo, with or without faces, can be downloaded as CSV and JSON, and the CSV lists each face.
+    csv_download = next(b for b in at.get("download_button") if "CSV" in b.proto.label)
+    assert csv_download.proto.label == "Download results (CSV)"
     if name in ODD_NOTES:
         assert ODD_NOTES[name] in " ".join(texts(at.caption)).replace("\\", "")
     if name == "class-photo.jpg":
         assert any("first 12 of 30 faces" in c for c in texts(at.caption))
+        assert any("and 18 more" in c for c in texts(at.caption))
+        # The faces without a card are in the table under the cards: all 30, numbered as read.
+        table = next(df.value for df in at.dataframe if "face" in df.value.columns)
+        assert len(table) == 30 and table["face"].tolist() == list(range(1, 31))
 
 
 def test_every_bad_file_at_once_with_one_good_photo(bad_files, group):
