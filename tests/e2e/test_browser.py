@@ -310,6 +310,22 @@ def test_camera_snapshot_is_classified(playwright_instance, server, camera_clip)
     pytest.fail(f"the fake camera gave no photo in {CAMERA_ATTEMPTS} attempts:\n" + "\n".join(failures))
 
 
+def test_uploaded_photo_is_still_there_after_visiting_another_page(page, server, photo_with_faces):
+    open_app(page, server)
+    upload(page, ("group.jpg", encode(photo_with_faces[0]), "image/jpeg"))
+    page.get_by_role("heading", name="3 faces found").wait_for()
+    go_to(page, "Explain", "Explain a prediction")
+    page.get_by_role("heading", name=re.compile(r"^group\.jpg, face 1$")).wait_for()
+    go_to(page, "Predict", "Predict emotions in a photo")
+    page.get_by_role("heading", name="3 faces found").wait_for()
+    wait_idle(page)
+    assert_no_exception(page, server)
+    expect(page.get_by_text(re.compile("you gave before opening another page"))).to_have_count(1)
+    page.get_by_role("button", name="Clear").click()
+    page.get_by_text(re.compile("^Upload one or more photos")).wait_for()
+    assert page.get_by_role("heading", name="3 faces found").count() == 0
+
+
 # -- sample photo, every page, report export ---------------------------------------------------------
 
 
