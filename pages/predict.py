@@ -95,8 +95,8 @@ def kept_across_pages(source: str, given: list[tuple[str, bytes]]) -> list[tuple
     count = len(kept[source])
     with st.container(horizontal=True, vertical_alignment="center"):
         st.caption(
-            f"Showing the {'photo' if count == 1 else f'{count} files'} you gave before opening another page "
-            "(kept in memory for this visit only). Upload or take new ones to replace them."
+            f"Showing the {'photo' if count == 1 else f'{count} files'} you gave earlier, kept in this session's "
+            "memory (the upload box empties when you leave it). Upload or take new ones to replace them."
         )
         st.button("Clear", key=f"clear-{source}", on_click=partial(forget_kept, source), icon=":material/close:")
     return kept[source]

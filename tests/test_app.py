@@ -394,7 +394,7 @@ def test_photos_and_page_settings_survive_a_visit_to_another_page(no_dataset, ph
     # Streamlit emptied the upload widget; the page shows the same photo again, from memory, and says so.
     assert not at.file_uploader(key="uploads").value
     assert "3 faces found" in texts(at.subheader)
-    assert any("before opening another page" in text for text in texts(at.caption))
+    assert any("you gave earlier" in text for text in texts(at.caption))
     at.switch_page("pages/explain.py")
     rerun(at)
     assert at.selectbox(key="explain_predict_face").value == 2 and at.selectbox(key="explain_target").value == "sad"
@@ -416,7 +416,7 @@ def test_removing_the_uploads_on_the_page_clears_them(no_dataset, photo_with_fac
     at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
     upload(at)  # the user removes the file from the widget
     assert "3 faces found" not in texts(at.subheader)
-    assert not any("before opening another page" in text for text in texts(at.caption))
+    assert not any("you gave earlier" in text for text in texts(at.caption))
 
 
 # -- explain ------------------------------------------------------------------------------------------

@@ -320,7 +320,7 @@ def test_uploaded_photo_is_still_there_after_visiting_another_page(page, server,
     page.get_by_role("heading", name="3 faces found").wait_for()
     wait_idle(page)
     assert_no_exception(page, server)
-    expect(page.get_by_text(re.compile("you gave before opening another page"))).to_have_count(1)
+    expect(page.get_by_text(re.compile("you gave earlier"))).to_have_count(1)
     page.get_by_role("button", name="Clear").click()
     page.get_by_text(re.compile("^Upload one or more photos")).wait_for()
     assert page.get_by_role("heading", name="3 faces found").count() == 0
