@@ -90,7 +90,7 @@ def evaluate_folder(
 
     `tta` turns flip test-time augmentation on or off; None keeps the classifier's (the weights') setting."""
     root = data.find_data_dir(data_dir)
-    if not split and root.name in data.SPLITS and data.has_splits(root.parent):
+    if not split and root.name in data.SPLITS:
         # `--data .../validation` is `--data ... --split validation`: the votes and train sit beside it.
         root, split = root.parent, root.name
     faces = data.load_folder(root, split)
