@@ -18,12 +18,13 @@ TTA_HELP = (
 
 
 def _evaluate(args) -> int:
-    from fer.evaluate import evaluate_folder, format_report, write_outputs
+    from fer.evaluate import evaluate_folder, evaluate_photos, format_report, write_outputs
 
     for out in (args.json, args.predictions):  # before the minutes of evaluating, not after
         if out and not Path(out).absolute().parent.is_dir():
             raise FerError(f"Cannot write {out}: the folder {Path(out).absolute().parent} does not exist.")
-    report, faces, probs, uncertainty = evaluate_folder(args.data, args.split, args.weights, tta=args.tta)
+    evaluate = evaluate_photos if args.detect else evaluate_folder
+    report, faces, probs, uncertainty = evaluate(args.data, args.split, args.weights, tta=args.tta)
     write_outputs(report, faces, probs, uncertainty, args.json, args.predictions)
     if not args.json:
         print(format_report(report))
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         handler=_train
     )
 
-    ev = commands.add_parser("evaluate", help="score weights on a folder of labelled face crops")
+    ev = commands.add_parser("evaluate", help="score weights on a folder of labelled face crops (or photos: --detect)")
     ev.add_argument(
         "--data",
         help="dataset root (with --split) or a folder of class folders (default: FER_DATA_DIR or ../shared/data)",
@@ -117,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="OUT", help="write the metrics report as JSON")
     ev.add_argument("--predictions", metavar="OUT.csv", help="write per-image predictions as CSV")
     ev.add_argument("--tta", action=argparse.BooleanOptionalAction, help=TTA_HELP)
+    ev.add_argument(
+        "--detect",
+        action="store_true",
+        help="the images are whole photos: detect, align and score each photo's largest face (no face = wrong)",
+    )
     ev.set_defaults(handler=_evaluate)
 
     pr = commands.add_parser("predict", help="find and classify the faces in photos")

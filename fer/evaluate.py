@@ -1,9 +1,11 @@
-"""Scoring a classifier on a folder of labelled face crops: `python -m fer evaluate`.
+"""Scoring a classifier on a folder of labelled images: `python -m fer evaluate`.
 
-The images are already faces, so they are classified as they are (no detection). The JSON report is a
-contract the app and scripts rely on: n, accuracy, macro_f1, macro_recall, per_class, classes,
-confusion_matrix (rows true, columns predicted), ece (15 bins), weights_sha256, and, when the
-training split is known, the accuracy on the images that have no pixel-identical twin in train.
+By default the images are face crops and are classified as they are (no detection). With `--detect` they
+are whole photos: each goes through the app's pipeline (detect, align, classify) and its largest face is
+scored; a photo where no face is found counts as wrong. The JSON report is a contract the app and
+scripts rely on: n, accuracy, macro_f1, macro_recall, per_class, classes, confusion_matrix (rows true,
+columns predicted), ece (15 bins), weights_sha256, and, when the training split is known, the accuracy on
+the images that have no pixel-identical twin in train; with `--detect`, the no-face rate too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from fer.calibrate import softmax, uncertainty_report
 from fer.checkpoint import sha256_of, weights_path
 from fer.data import CLASSES
 from fer.errors import write_user_file
+from fer.faces import FaceDetector
 from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins  # noqa: F401 (re-exported)
-from fer.predict import Classifier, load_classifier
+from fer.predict import Classifier, Predictor, load_classifier
+
+OTHER_FOLDER = "other"  # beside a photo split: photos of expressions outside the four, for the uncertainty flag
 
 
 def known_train_split(split: str | None, root: Path) -> Path | None:
@@ -114,12 +119,101 @@ def evaluate_folder(
     return report, faces, probs, uncertainty
 
 
+def largest_faces(predictor: Predictor, folder: Path, paths: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each photo: its largest face's 48x48 aligned crop, calibrated probabilities and uncertainty;
+    a photo without a face (or that cannot be read) gets a blank crop and NaN probabilities."""
+    faces, probs, uncertainty = [], [], []
+    for path in paths:
+        result = predictor.predict(folder / path, name=path)
+        if result.faces:
+            face = max(result.faces, key=lambda f: f.box.w * f.box.h)
+            faces.append(face.face)
+            probs.append(face.probs)
+            uncertainty.append(face.uncertainty)
+        else:
+            faces.append(np.zeros((48, 48), np.uint8))
+            probs.append(np.full(len(CLASSES), np.nan))
+            uncertainty.append(np.nan)
+    return np.stack(faces), np.asarray(probs, np.float32).reshape(-1, len(CLASSES)), np.asarray(uncertainty)
+
+
+def evaluate_photos(
+    data_dir: str | os.PathLike | None,
+    split: str | None = None,
+    weights: str | os.PathLike | None = None,
+    classifier: Classifier | None = None,
+    tta: bool | None = None,
+) -> tuple[dict, data.FaceSet, np.ndarray, np.ndarray]:
+    """`evaluate_folder` for whole photos (`--detect`): the whole pipeline, the largest face of each photo,
+    no face = wrong. The FaceSet holds the aligned crops the classifier saw.
+
+    With an `other/` folder of photos beside the split (expressions outside the four, in any subfolders),
+    the report says how well the uncertainty flag separates those faces from the split's."""
+    root = Path(data_dir) if data_dir else data.find_data_dir(None)
+    folder = root / split if split else root
+    if not folder.is_dir():
+        raise data.DataError(f"Photo folder not found: {folder}")
+    paths, labels = data.list_images(folder)
+    if not paths:
+        raise data.DataError(f"No images in class folders ({', '.join(CLASSES)}) of {folder}.")
+    weights = Path(weights or weights_path())
+    classifier = classifier or load_classifier(weights)
+    if tta is not None:
+        classifier = classifier.with_tta(tta)
+    predictor = Predictor(classifier, FaceDetector())
+    crops, probs, uncertainty = largest_faces(predictor, folder, paths)
+    labels = np.asarray(labels, dtype=np.int64)
+    found = ~np.isnan(probs).any(axis=1)
+    report = compute_metrics(labels, probs)
+    report["n_no_face"] = int((~found).sum())
+    report["no_face_rate"] = float((~found).mean())
+    report["accuracy_found_faces"] = float((probs[found].argmax(1) == labels[found]).mean()) if found.any() else 0.0
+    # Calibrated log-probabilities times T are the logits up to a constant: the uncalibrated probabilities.
+    uncalibrated = softmax(np.log(np.clip(probs[found], 1e-12, 1)) * classifier.temperature)
+    report["ece_uncalibrated"] = expected_calibration_error(uncalibrated, labels[found])
+    report["temperature"] = classifier.temperature
+    report["reliability"] = reliability_bins(probs[found], labels[found])
+    other = folder.parent / OTHER_FOLDER
+    if split and other.is_dir() and other != folder:
+        other_paths = sorted(
+            str(p.relative_to(other)) for p in other.rglob("*") if p.suffix.lower() in data.IMAGE_SUFFIXES
+        )
+        _, other_probs, other_uncertainty = largest_faces(predictor, other, other_paths)
+        other_found = ~np.isnan(other_uncertainty)
+        scores = np.concatenate([uncertainty[found], other_uncertainty[other_found]])
+        out_of_scope = np.r_[np.zeros(found.sum(), bool), np.ones(other_found.sum(), bool)]
+        report["uncertainty"] = {
+            "score": classifier.uncertainty_name,
+            "out_of_scope_folder": str(other),
+            **uncertainty_report(
+                scores,
+                out_of_scope,
+                classifier.uncertainty_threshold,
+                np.vstack([probs[found], other_probs[other_found]]),
+            ),
+        }
+    faces = data.FaceSet(folder=folder, images=crops, labels=labels, paths=paths, split=split)
+    report = {
+        "data": str(folder),
+        "split": split,
+        "detect": True,
+        **report,
+        "weights": str(weights),
+        "weights_sha256": sha256_of(weights),
+        "tta": classifier.tta,
+    }
+    return report, faces, probs, uncertainty
+
+
 def predictions_csv(faces: data.FaceSet, probs: np.ndarray, uncertainty: np.ndarray) -> str:
     """path,true,pred,p_happy,p_sad,p_surprise,p_neutral,uncertainty (paths relative to the evaluated folder)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["path", "true", "pred", *[f"p_{c}" for c in CLASSES], "uncertainty"])
     for path, label, p, u in zip(faces.paths, faces.labels, probs, uncertainty):
+        if np.isnan(p).any():  # a photo where no face was found (evaluate --detect)
+            writer.writerow([path, CLASSES[label], "no face", *[""] * len(CLASSES), ""])
+            continue
         writer.writerow([path, CLASSES[label], CLASSES[int(p.argmax())], *[f"{v:.6f}" for v in p], f"{u:.6f}"])
     return out.getvalue()
 
@@ -130,6 +224,11 @@ def format_report(report: dict) -> str:
     lines.append(
         f"accuracy {report['accuracy']:.4f} | macro F1 {report['macro_f1']:.4f} | macro recall {report['macro_recall']:.4f} | ECE {report['ece']:.4f}"
     )
+    if "no_face_rate" in report:
+        lines.append(
+            f"no face found in {report['n_no_face']} photos ({report['no_face_rate']:.1%}), counted as wrong; "
+            f"accuracy on the photos with a face {report['accuracy_found_faces']:.4f}"
+        )
     if "accuracy_excluding_train_twins" in report:
         lines.append(
             f"accuracy without the {report['train_twins']} images that have a twin in train: "
@@ -143,8 +242,8 @@ def format_report(report: dict) -> str:
     if "uncertainty" in report:
         u = report["uncertainty"]
         lines.append(
-            f"uncertainty flag (>= {u['threshold']:.3f}): AUROC {u['auroc_out_of_scope']:.3f} for the {u['n_out_of_scope']} faces the crowd "
-            f"saw as another expression; flags {u['out_of_scope_flagged']:.1%} of them and {u['in_scope_flagged']:.1%} of in-scope faces"
+            f"uncertainty flag (>= {u['threshold']:.3f}): AUROC {u['auroc_out_of_scope']:.3f} for the {u['n_out_of_scope']} faces "
+            f"{'in ' + u['out_of_scope_folder'] if 'out_of_scope_folder' in u else 'the crowd saw as another expression'}; flags {u['out_of_scope_flagged']:.1%} of them and {u['in_scope_flagged']:.1%} of in-scope faces"
         )
     lines += ["", f"{'class':10s} {'precision':>9s} {'recall':>7s} {'f1':>7s} {'support':>8s}"]
     for name, m in report["per_class"].items():

@@ -3,13 +3,14 @@
 `load_image` is the only door for user files: it identifies the format from the bytes, refuses
 non-images, decompression bombs and unsupported formats with an `ImageError` (before decoding pixels
 where it can), takes the first frame of animations, applies the EXIF orientation and converts any
-mode (CMYK, 16-bit, RGBA, palette, ...) to RGB. `FaceDetector` finds faces with OpenCV's Haar cascade
-(bundled with opencv-python, works offline); `crop_face` cuts a box out the way the training faces
-were framed.
+mode (CMYK, 16-bit, RGBA, palette, ...) to RGB. `FaceDetector` finds faces and five landmarks each
+with YuNet (OpenCV's `FaceDetectorYN`, weights shipped in weights/); `align_face` levels the eyes and
+frames the face the way the training faces are framed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import threading
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from fer.errors import ImageError
-from fer.preprocess import to_face_array
+from fer.preprocess import FACE_SIZE, to_face_array
 
 # Limits for untrusted files. A 48 MP phone photo (8000x6000) passes; a 100 MP panorama is refused
 # with a message before its pixels are decoded (decoding it would take ~300 MB of RGB memory).
@@ -29,15 +30,20 @@ MAX_PIXELS = 50_000_000
 MAX_FILE_BYTES = 50 * 1024 * 1024  # 50 MB, the same as the app's upload limit
 MIN_SIDE = 16  # smaller images cannot hold a face the model could read
 MAX_FACES = 50  # the largest faces are kept when a photo holds more
-DETECT_MAX_SIDE = 1280  # photos are shrunk to this for detection; boxes are mapped back
+DETECT_MAX_SIDE = 640  # photos are shrunk to this for detection (YuNet finds faces from ~10 px); boxes are mapped back
 # MPO is how Pillow names phone JPEGs that carry extra images (depth maps, previews). ICO is left out:
 # an icon can embed a PNG of any size behind a small declared size, and icons hold no faces.
 SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM"}
 _PARSERS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")  # Pillow's JPEG parser also opens MPO
 FORMATS_HINT = "use a JPEG, PNG, WebP, GIF or BMP image"
-# A Haar box frames a face almost exactly as the training faces are framed (frame/box side 1.03,
-# median over 188 detected validation faces: benchmarks/face_framing.py), so the box is grown only a little.
-CROP_MARGIN = 0.02
+# The face detector, shipped in weights/ with its licences (weights/FACE_DETECTOR.md); checked at load.
+DETECTOR_FILE = Path(__file__).resolve().parents[1] / "weights" / "face_detection_yunet_2023mar.onnx"
+DETECTOR_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+MIN_FACE_SCORE = 0.6  # YuNet's score below which a box is dropped as not a face (benchmarks/face_detectors.py)
+# Where the training faces have their five landmarks in the 48x48 frame: the median over the validation
+# faces YuNet finds when they are enlarged and pasted on a plain background (benchmarks/face_framing.py).
+FACE_TEMPLATE = ((14.99, 18.70), (32.81, 18.66), (23.92, 28.81), (16.50, 36.12), (31.85, 35.95))
+ALIGN_OVERSAMPLE = 4  # the face is warped at 4x (192 px) and area-averaged to 48, as a camera would
 
 # load_image refuses anything above MAX_PIXELS (below Pillow's warning threshold of ~89 MP) before
 # decoding, so Pillow's DecompressionBombWarning only adds noise. It is silenced once here because
@@ -270,48 +276,79 @@ class Box:
         return [self.x, self.y, self.w, self.h]
 
 
-class FaceDetector:
-    """OpenCV Haar cascade for frontal faces; one cascade per thread (OpenCV's is not thread-safe)."""
+# The five landmarks YuNet gives, in its order; "right" and "left" are the person's own.
+LANDMARK_NAMES = ("right_eye", "left_eye", "nose", "mouth_right", "mouth_left")
 
-    def __init__(self, min_face_fraction: float = 0.04, min_neighbors: int = 5, scale_factor: float = 1.1):
-        import cv2  # imported here: only detection needs OpenCV
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face: its box, the detector's score (0-1) and five landmarks in photo pixels."""
+
+    box: Box
+    score: float
+    landmarks: tuple[tuple[float, float], ...]  # (x, y) for each of LANDMARK_NAMES
+
+    def landmarks_dict(self) -> dict[str, list[float]]:
+        return {name: [round(x, 1), round(y, 1)] for name, (x, y) in zip(LANDMARK_NAMES, self.landmarks)}
+
+
+class FaceDetector:
+    """YuNet (OpenCV's `FaceDetectorYN`, weights/face_detection_yunet_2023mar.onnx): a small CNN face
+    detector that gives a score and five landmarks per face. One network per thread (OpenCV's dnn nets
+    are not thread-safe); the file's sha256 is checked once, when the detector is made."""
+
+    def __init__(self, min_score: float = MIN_FACE_SCORE, model: str | os.PathLike = DETECTOR_FILE):
+        import cv2  # imported here: only detection and alignment need OpenCV
 
         self._cv2 = cv2
-        self.cascade_path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
-        if not os.path.isfile(self.cascade_path):
-            raise ImageError(
-                f"OpenCV's face cascade is missing ({self.cascade_path}); reinstall opencv-python-headless<5."
-            )
-        self.min_face_fraction = min_face_fraction
-        self.min_neighbors = min_neighbors
-        self.scale_factor = scale_factor
+        self.model = Path(model)
+        if not self.model.is_file():
+            raise ImageError(f"The face detector {self.model} is missing; restore weights/ from the repository.")
+        if self.model.resolve() == DETECTOR_FILE.resolve():
+            digest = hashlib.sha256(self.model.read_bytes()).hexdigest()
+            if digest != DETECTOR_SHA256:
+                raise ImageError(
+                    f"The face detector {self.model} is corrupt or was modified (sha256 {digest[:12]}..., "
+                    f"expected {DETECTOR_SHA256[:12]}...); restore it from the repository."
+                )
+        self.min_score = min_score
         self._local = threading.local()
 
-    def _cascade(self):
-        if not hasattr(self._local, "cascade"):
-            self._local.cascade = self._cv2.CascadeClassifier(self.cascade_path)
-        return self._local.cascade
+    def _network(self):
+        if not hasattr(self._local, "net"):
+            # Below min_score nothing is kept; NMS 0.3 and top_k as in OpenCV's own YuNet sample.
+            self._local.net = self._cv2.FaceDetectorYN.create(
+                str(self.model), "", (320, 320), self.min_score, 0.3, 5000
+            )
+        return self._local.net
 
-    def detect(self, gray: np.ndarray) -> list[Box]:
-        """All face boxes in a uint8 grayscale image, largest first (callers apply MAX_FACES)."""
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in a uint8 RGB (H, W, 3) or grayscale (H, W) image, largest first (callers apply MAX_FACES).
+
+        The image is shrunk so its longer side is at most DETECT_MAX_SIDE; boxes and landmarks are mapped back."""
         cv2 = self._cv2
-        height, width = gray.shape
+        height, width = image.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-        small = gray
+        small = image
         if scale < 1:  # at least 1 pixel a side: a 16x70000 strip must not shrink to nothing
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-        small = cv2.equalizeHist(small)
-        min_side = max(20, int(self.min_face_fraction * min(small.shape)))
-        found = self._cascade().detectMultiScale(
-            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(min_side, min_side)
-        )
-        sx, sy = width / small.shape[1], height / small.shape[0]
-        boxes = [
-            Box(round(x * sx), round(y * sy), round(w * sx), round(h * sy))
-            for x, y, w, h in np.asarray(found).reshape(-1, 4)
-        ]
-        return sorted(boxes, key=lambda b: (-b.w * b.h, b.y, b.x))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        bgr = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR if small.ndim == 2 else cv2.COLOR_RGB2BGR)
+        net = self._network()
+        net.setInputSize((bgr.shape[1], bgr.shape[0]))
+        _, found = net.detect(bgr)
+        sx, sy = width / bgr.shape[1], height / bgr.shape[0]
+        faces = []
+        for row in np.asarray(found if found is not None else [], dtype=np.float64).reshape(-1, 15):
+            x, y, w, h = row[0] * sx, row[1] * sy, row[2] * sx, row[3] * sy
+            # YuNet's boxes may reach past the photo; clip them so a box always lies on the photo.
+            left, top = max(0, round(x)), max(0, round(y))
+            right, bottom = min(width, round(x + w)), min(height, round(y + h))
+            if right - left < 2 or bottom - top < 2:
+                continue
+            points = tuple((float(px * sx), float(py * sy)) for px, py in row[4:14].reshape(5, 2))
+            faces.append(Face(Box(left, top, right - left, bottom - top), float(row[14]), points))
+        return sorted(faces, key=lambda f: (-f.box.w * f.box.h, f.box.y, f.box.x))
 
 
 def reading_order(boxes: list[Box]) -> list[int]:
@@ -333,17 +370,45 @@ def reading_order(boxes: list[Box]) -> list[int]:
     return [i for row in rows for i in sorted(row, key=lambda i: boxes[i].x)]
 
 
-def crop_face(gray: Image.Image, box: Box, margin: float = CROP_MARGIN) -> np.ndarray:
-    """The 48x48 face for `box`, grown by `margin` on each side; edges are replicated outside the photo."""
-    pad = round(max(box.w, box.h) * margin)
-    side = max(box.w, box.h) + 2 * pad
-    cx, cy = box.x + box.w / 2, box.y + box.h / 2
-    left, top = round(cx - side / 2), round(cy - side / 2)
-    pixels = np.asarray(gray)
-    h, w = pixels.shape
-    outside = max(0, -left, -top, left + side - w, top + side - h)
-    if outside:
-        pixels = np.pad(pixels, outside, mode="edge")
-        left, top = left + outside, top + outside
-    crop = pixels[top : top + side, left : left + side]
-    return to_face_array(Image.fromarray(crop))
+def align_face(gray: np.ndarray, landmarks) -> np.ndarray:
+    """The 48x48 face the network reads: turned so the eyes are level, then scaled and moved so its five
+    landmarks fall, in the least-squares sense, where FER2013's faces have theirs (FACE_TEMPLATE).
+
+    `gray` is the uint8 (H, W) photo, `landmarks` five (x, y) points in LANDMARK_NAMES order."""
+    import cv2
+
+    points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
+    target = np.asarray(FACE_TEMPLATE, dtype=np.float64) * ALIGN_OVERSAMPLE
+    right_eye, left_eye = points[0], points[1]
+    angle = np.arctan2(left_eye[1] - right_eye[1], left_eye[0] - right_eye[0])  # 0 when the eyes are level
+    cos, sin = np.cos(-angle), np.sin(-angle)
+    rotated = points @ np.array([[cos, sin], [-sin, cos]])  # each point turned by -angle
+    # The scale and shift that best place the turned points on the template (closed-form least squares).
+    p, q = rotated - rotated.mean(0), target - target.mean(0)
+    scale = float((p * q).sum() / max((p**2).sum(), 1e-9))
+    matrix = np.array([[cos, -sin], [sin, cos]]) * scale
+    shift = target.mean(0) - matrix @ points.mean(0)
+    side = FACE_SIZE * ALIGN_OVERSAMPLE
+    source = np.asarray(gray)
+    if scale < 0.5:
+        # A face much larger than the output: shrink the region around it first (area average), so the
+        # warp does not alias. The region is what the output square covers, plus a little.
+        corners = np.array([[0, 0], [side, 0], [0, side], [side, side]], np.float64)
+        inverse = np.linalg.inv(matrix)
+        mapped = (corners - shift) @ inverse.T
+        x0, y0 = np.floor(mapped.min(0)).astype(int) - 2
+        x1, y1 = np.ceil(mapped.max(0)).astype(int) + 2
+        height, width = source.shape
+        x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            factor = 2 * scale
+            region = source[y0:y1, x0:x1]
+            size = (max(1, round(region.shape[1] * factor)), max(1, round(region.shape[0] * factor)))
+            source = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+            fx, fy = size[0] / region.shape[1], size[1] / region.shape[0]
+            # Output = matrix @ (photo point) + shift, and photo point = (x0, y0) + region point / (fx, fy).
+            shift = shift + matrix @ np.array([x0, y0], np.float64)
+            matrix = matrix / np.array([fx, fy])
+    warp = np.hstack([matrix, shift[:, None]])
+    face = cv2.warpAffine(source, warp, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return to_face_array(Image.fromarray(face))

@@ -48,16 +48,21 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
 
 
 def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
-    """Accuracy, per-class precision/recall/F1/support, macro averages, confusion matrix and ECE."""
+    """Accuracy, per-class precision/recall/F1/support, macro averages, confusion matrix and ECE.
+
+    A row of NaN probabilities is an image without a prediction (a photo where no face was found): it
+    counts as wrong in the accuracy and the recall, and is left out of the confusion matrix and the ECE."""
     labels = np.asarray(labels, dtype=int)
-    preds = probs.argmax(axis=1) if len(labels) else np.zeros(0, dtype=int)
+    probs = np.asarray(probs).reshape(len(labels), -1)
+    missing = np.isnan(probs).any(axis=1)
+    preds = np.where(missing, -1, np.nan_to_num(probs).argmax(axis=1)) if len(labels) else np.zeros(0, dtype=int)
     k = len(CLASSES)
     confusion = np.zeros((k, k), dtype=int)
-    np.add.at(confusion, (labels, preds), 1)
+    np.add.at(confusion, (labels[~missing], preds[~missing]), 1)
     per_class = {}
     for i, name in enumerate(CLASSES):
         tp = confusion[i, i]
-        predicted, support = confusion[:, i].sum(), confusion[i, :].sum()
+        predicted, support = confusion[:, i].sum(), int((labels == i).sum())
         precision = tp / predicted if predicted else 0.0
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -65,7 +70,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
             "precision": float(precision),
             "recall": float(recall),
             "f1": float(f1),
-            "support": int(support),
+            "support": support,
         }
     present = [name for name in CLASSES if per_class[name]["support"] > 0]
     return {
@@ -76,7 +81,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
         "per_class": per_class,
         "classes": list(CLASSES),
         "confusion_matrix": confusion.tolist(),
-        "ece": expected_calibration_error(probs, labels),
+        "ece": expected_calibration_error(probs[~missing], labels[~missing]),
     }
 
 

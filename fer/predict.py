@@ -21,13 +21,13 @@ from fer import quantize
 from fer.checkpoint import load_model, read_checkpoint, weights_path
 from fer.data import CLASSES
 from fer.errors import FerError, ImageError, WeightsError
-from fer.faces import MAX_FACES, Box, FaceDetector, LoadedImage, crop_face, load_image, reading_order
+from fer.faces import MAX_FACES, Box, Face, FaceDetector, LoadedImage, align_face, load_image, reading_order
 from fer.model import FerNet, LogitsAndEmbedding
 from fer.preprocess import FACE_SIZE, to_face_array
 
 NO_FACE_NOTE = "no face found"
 NO_FACE_HINT = (
-    "faces must be roughly frontal and at least ~4% of the photo's shorter side; "
+    "faces must show both eyes and be at least ~2% of the photo's longer side; "
     "a photo that is already a cropped face can be classified whole (--no-detect)"
 )
 DEFAULT_UNCERTAINTY_THRESHOLD = 0.5  # for weights without a fitted threshold: top probability below 0.5
@@ -196,11 +196,12 @@ def _served_with_tta(meta: dict) -> bool:
 @dataclass
 class FaceResult:
     index: int
-    box: Box
-    face: np.ndarray  # the 48x48 crop the model saw
+    box: Box  # the detector's box on the photo (the whole image with detection off)
+    face: np.ndarray  # the 48x48 aligned crop the model saw
     probs: np.ndarray  # (4,) in CLASSES order
     uncertainty: float = 0.0  # the classifier's uncertainty score (Classifier.uncertainty)
     uncertain: bool = False  # uncertainty >= the classifier's threshold: may be another expression
+    detection: Face | None = None  # the detector's score and landmarks (None with detection off)
 
     @property
     def label(self) -> str:
@@ -217,6 +218,8 @@ class FaceResult:
             "probs": {name: round(float(p), 4) for name, p in zip(CLASSES, self.probs)},
             "uncertainty": round(float(self.uncertainty), 4),
             "uncertain": bool(self.uncertain),
+            "detector_score": round(self.detection.score, 4) if self.detection else None,
+            "landmarks": self.detection.landmarks_dict() if self.detection else None,
         }
 
 
@@ -239,7 +242,7 @@ class PhotoResult:
 
 
 class Predictor:
-    """The whole photo pipeline: safe decode -> detect faces -> crop to 48x48 -> classify."""
+    """The whole photo pipeline: safe decode -> detect faces -> align each to 48x48 -> classify."""
 
     def __init__(self, classifier: Classifier, detector: FaceDetector | None = None):
         self.classifier = classifier
@@ -258,25 +261,28 @@ class Predictor:
             return PhotoResult(file=file, error=f"Not enough memory to process {file}; use a smaller photo.")
 
     def predict_loaded(self, loaded: LoadedImage, file: str, detect: bool = True) -> PhotoResult:
-        gray = loaded.image.convert("L")
+        gray = np.asarray(loaded.image.convert("L"))
         notes = list(loaded.notes)
+        detections: list[Face | None]
         if detect:
-            boxes = self.detector.detect(np.asarray(gray))
-            found = len(boxes)
+            found_faces = self.detector.detect(np.asarray(loaded.image))
+            found = len(found_faces)
             if found > MAX_FACES:
                 notes.append(f"{found} faces found: only the {MAX_FACES} largest were classified")
-                boxes = boxes[:MAX_FACES]
-            boxes = [boxes[i] for i in reading_order(boxes)]  # the cap keeps the largest; number them as read
-            crops = [crop_face(gray, box) for box in boxes]
+                found_faces = found_faces[:MAX_FACES]
+            # The cap keeps the largest; number them as read.
+            detections = [found_faces[i] for i in reading_order([f.box for f in found_faces])]
+            boxes = [f.box for f in detections]
+            crops = [align_face(gray, f.landmarks) for f in detections]
         else:
-            width, height = gray.size
-            boxes, found = [Box(0, 0, width, height)], 1
-            crops = [to_face_array(gray)]
+            height, width = gray.shape
+            boxes, found, detections = [Box(0, 0, width, height)], 1, [None]
+            crops = [to_face_array(Image.fromarray(gray))]
         probs, uncertainty = self.classifier.predict(np.stack(crops)) if crops else (np.zeros((0, len(CLASSES))), [])
         threshold = self.classifier.uncertainty_threshold
         faces = [
-            FaceResult(i, box, crop, p, float(u), bool(u >= threshold))
-            for i, (box, crop, p, u) in enumerate(zip(boxes, crops, probs, uncertainty))
+            FaceResult(i, box, crop, p, float(u), bool(u >= threshold), detection)
+            for i, (box, crop, p, u, detection) in enumerate(zip(boxes, crops, probs, uncertainty, detections))
         ]
         if detect and not faces:
             notes.append(NO_FACE_NOTE)

@@ -201,7 +201,7 @@ def photo_view(photo: Photo, settings, single: bool = True) -> None:
         else:
             st.subheader("No face found")
             st.warning(
-                "The face detector found no face in this photo (it looks for frontal faces that are not too small). "
+                "The face detector found no face in this photo (it needs both eyes in view and a face that is not too small). "
                 "You can still classify the whole image as if it were one face.",
                 icon=":material/search_off:",
             )

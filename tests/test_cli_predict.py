@@ -144,3 +144,19 @@ def test_real_process_never_prints_a_traceback(files, tmp_path):
     assert [e["error"] is None for e in entries] == [True, False, False]
     assert entries[1]["error"].startswith("empty.jpg is empty (0 bytes)")
     assert entries[2]["error"].startswith("File not found: gone.jpg")
+
+
+def test_json_carries_the_detector_score_and_five_landmarks_inside_each_box(files, capsys):
+    folder, _ = files
+    code, out, err = run_cli(capsys, "--json", folder / "group.jpg")
+    assert code == 0, err
+    (entry,) = json.loads(out)
+    assert len(entry["faces"]) == 3
+    for face in entry["faces"]:
+        x, y, w, h = face["box"]
+        assert 0.6 <= face["detector_score"] <= 1
+        assert list(face["landmarks"]) == ["right_eye", "left_eye", "nose", "mouth_right", "mouth_left"]
+        assert all(x <= px <= x + w and y <= py <= y + h for px, py in face["landmarks"].values())
+    code, out, _ = run_cli(capsys, "--json", "--no-detect", folder / "single.png")
+    (face,) = json.loads(out)[0]["faces"]
+    assert face["landmarks"] is None and face["detector_score"] is None

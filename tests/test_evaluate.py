@@ -139,3 +139,52 @@ def test_accuracy_where_the_crowd_agrees_with_the_folder_label_and_where_it_does
     assert agrees["accuracy"] > 0.85 and disagrees["accuracy"] < agrees["accuracy"] - 0.2
     text = format_report(report)
     assert f"crowd agrees with label: {agrees['accuracy']:.4f} ({agrees['n']} images)" in text
+
+
+def test_evaluate_detect_scores_the_largest_face_of_each_photo_and_counts_no_face_as_wrong(
+    detectable_faces, predictor, tmp_path, capsys
+):
+    """Whole photos: one per class (its real face pasted on a background), one photo of a wall in
+    neutral/, and one face in other/ (the uncertainty flag's out-of-scope set)."""
+    from conftest import encode, make_photo
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    for k, name in enumerate(CLASSES):
+        (root / "faces" / name).mkdir(parents=True)
+        photo, _ = make_photo([detectable_faces[k]], size=(400, 400))
+        (root / "faces" / name / f"{name}.jpg").write_bytes(encode(photo, "JPEG", quality=92))
+    (root / "faces" / "neutral" / "wall.png").write_bytes(encode(Image.new("RGB", (300, 200), (200, 190, 180)), "PNG"))
+    (root / "other" / "angry").mkdir(parents=True)
+    (root / "other" / "angry" / "a.png").write_bytes(
+        encode(make_photo([detectable_faces[1]], size=(300, 300))[0], "PNG")
+    )
+
+    code = cli(
+        [
+            "evaluate",
+            "--data",
+            str(root),
+            "--split",
+            "faces",
+            "--detect",
+            "--json",
+            str(tmp_path / "r.json"),
+            "--predictions",
+            str(tmp_path / "p.csv"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report) >= REPORT_KEYS and report["detect"] is True
+    assert report["n"] == 5 and report["n_no_face"] == 1 and report["no_face_rate"] == pytest.approx(0.2)
+    # The same faces through the app's pipeline: the report's accuracy counts the wall as wrong.
+    labels = [predictor.predict(root / "faces" / name / f"{name}.jpg").faces[0].label for name in CLASSES]
+    right = sum(label == name for label, name in zip(labels, CLASSES))
+    assert report["accuracy"] == pytest.approx(right / 5)
+    assert report["accuracy_found_faces"] == pytest.approx(right / 4)
+    assert report["per_class"]["neutral"]["support"] == 2 and sum(map(sum, report["confusion_matrix"])) == 4
+    assert report["uncertainty"]["n_out_of_scope"] == 1 and report["uncertainty"]["n_in_scope"] == 4
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [r["pred"] for r in rows if r["path"] == "neutral/wall.png"] == ["no face"]
+    assert [r["pred"] for r in rows if r["path"] != "neutral/wall.png"] == labels
