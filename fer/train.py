@@ -65,6 +65,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--kd-weight", type=float, default=0.5, help="share of the loss that follows the teacher")
     p.add_argument("--kd-temperature", type=float, default=2.0, help="softens both models' outputs for distillation")
     p.add_argument("--ema-decay", type=float, default=0.999, help="per-step EMA decay (0 = no EMA)")
+    p.add_argument(
+        "--init",
+        help="start from these weights (their architecture; --widths/--depths/--se are then ignored): fine-tuning",
+    )
     p.add_argument("--widths", type=int, nargs="+", default=list(ModelConfig.widths))
     p.add_argument("--depths", type=int, nargs="+", default=list(ModelConfig.depths))
     p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
@@ -75,6 +79,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--rotate", type=float, default=AugmentConfig.rotate_deg, help="max rotation in degrees")
     p.add_argument("--shift", type=float, default=AugmentConfig.shift, help="max shift, fraction of the size")
     p.add_argument("--scale", type=float, default=AugmentConfig.scale, help="max zoom change, e.g. 0.12 = +-12%%")
+    p.add_argument(
+        "--degrade",
+        type=float,
+        default=AugmentConfig.degrade,
+        help="probability of each photo degradation (small face, blur, noise, gamma, JPEG; 0 = off)",
+    )
     p.add_argument("--no-bf16", action="store_true", help="train in fp32 (slower)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--device", default="cpu", help="cpu (the shipped recipe) or cuda (for sweeps)")
@@ -171,7 +181,9 @@ def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor
     n, n_classes = len(images), len(data.CLASSES)
     order = torch.randperm(n, generator=generator)
     steps = n // args.batch_size  # drop the last partial batch: BatchNorm dislikes tiny batches
-    aug = AugmentConfig(erase=args.erase, rotate_deg=args.rotate, shift=args.shift, scale=args.scale)
+    aug = AugmentConfig(
+        erase=args.erase, rotate_deg=args.rotate, shift=args.shift, scale=args.scale, degrade=args.degrade
+    )
     device = next(model.parameters()).device
     total_loss, seen, start = torch.zeros((), device=device), 0, time.perf_counter()
     bar = tqdm(range(steps), desc=f"epoch {epoch}", leave=False, disable=args.quiet, mininterval=2)
@@ -271,9 +283,17 @@ def main(args) -> dict:
     config = ModelConfig(
         widths=tuple(args.widths), depths=tuple(args.depths), dropout=args.dropout, se_reduction=args.se
     )
+    initial = None
+    if args.init:
+        initial = load_model(args.init)[0]
+        config = initial.config
+        print(f"starting from {args.init}")
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    model = FerNet(config).to(device, memory_format=torch.channels_last)
+    model = FerNet(config)
+    if initial is not None:
+        model.load_state_dict(initial.state_dict())
+    model = model.to(device, memory_format=torch.channels_last)
     print(f"model: {count_params(model) / 1e6:.2f} M params, {count_macs(model) / 1e6:.0f} M MACs per face")
     crowd_head = None
     if args.crowd_aux > 0:
