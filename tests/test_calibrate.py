@@ -61,8 +61,8 @@ def test_another_expression_head_finds_out_of_scope_faces_far_better_than_top_pr
     assert scores.min() >= 0 and scores.max() <= 1 and head["weight"].shape == (embeddings.shape[1],)
     threshold = choose_threshold(scores, val_out)
     report = uncertainty_report(scores, val_out, threshold, probs)
-    assert report["in_scope_flagged"] == pytest.approx(0.20, abs=0.01)
-    assert report["out_of_scope_flagged"] > 0.4
+    assert 0.75 <= report["out_of_scope_flagged"] < 0.75 + 1 / 74  # the lowest threshold's worth above the bar
+    assert report["in_scope_flagged"] < 0.3
 
 
 def test_shipped_classifier_uses_the_head_and_threshold_from_its_model_card(classifier, validation_outputs):
