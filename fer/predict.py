@@ -271,7 +271,10 @@ class Predictor:
                 notes.append(f"{found} faces found: only the {MAX_FACES} largest were classified")
                 found_faces = found_faces[:MAX_FACES]
             # The cap keeps the largest; number them as read.
-            detections = [found_faces[i] for i in reading_order([f.box for f in found_faces])]
+            photo = np.asarray(loaded.image)
+            detections = [
+                self.detector.refine(photo, found_faces[i]) for i in reading_order([f.box for f in found_faces])
+            ]
             boxes = [f.box for f in detections]
             crops = [align_face(gray, f.landmarks) for f in detections]
         else:

@@ -120,7 +120,7 @@ def thirty_faces(validation, predictor) -> bytes:
     for i in range(0, len(validation), 3):
         photo, (box,) = face_grid([validation.images[i]], columns=1)
         found = predictor.detector.detect(np.asarray(photo))
-        if len(found) == 1 and iou(found[0].box.as_list(), box) > 0.6:
+        if len(found) == 1 and found[0].score > 0.85 and iou(found[0].box.as_list(), box) > 0.6:
             framed.append(validation.images[i])
         if len(framed) == 60:
             break
