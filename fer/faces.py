@@ -45,7 +45,7 @@ MIN_FACE_SCORE = 0.6  # YuNet's score below which a box is dropped as not a face
 FACE_TEMPLATE = ((14.99, 18.70), (32.81, 18.66), (23.92, 28.81), (16.50, 36.12), (31.85, 35.95))
 REFINE_SIDE = 320  # a tilted face is detected again on a square this size, turned upright
 REFINE_ROUNDS = 4  # each round a detection on a REFINE_SIDE square: a few ms
-REFINE_MIN_TILT = 8.0  # degrees; below this the landmarks are taken as they are (training turns faces by up to 12)
+REFINE_MIN_TILT = 15.0  # degrees; below this the landmarks are taken as they are (training turns faces by up to 12)
 ALIGN_OVERSAMPLE = 4  # the face is warped at 4x (192 px) and area-averaged to 48, as a camera would
 
 # load_image refuses anything above MAX_PIXELS (below Pillow's warning threshold of ~89 MP) before

@@ -611,19 +611,19 @@ def level_faces(framed_faces, predictor) -> list[np.ndarray]:
 
 
 def test_a_face_turned_by_a_known_angle_comes_out_level(predictor, level_faces):
-    """Level faces turned by 25 degrees in the photo: the refined landmarks see about 25 degrees, and the
+    """Level faces turned by 30 degrees in the photo: the refined landmarks see about 30 degrees, and the
     aligned face, enlarged and detected again, has level eyes (within 8 degrees). At least 3 of 4 faces:
     YuNet's landmarks understate a tilt, and refining does not always recover all of it."""
     level = 0
     for face in level_faces[:4]:
         upright, _ = make_photo([face], size=(500, 500))
-        turned = upright.rotate(-25, resample=Image.Resampling.BICUBIC, fillcolor=(120, 120, 120))  # clockwise
+        turned = upright.rotate(-30, resample=Image.Resampling.BICUBIC, fillcolor=(120, 120, 120))  # clockwise
         (found,) = predictor.detector.detect(np.asarray(turned))
         refined = predictor.detector.refine(np.asarray(turned), found)
         aligned = align_face(np.asarray(turned.convert("L")), refined.landmarks)
         again, _ = make_photo([aligned], size=(500, 500))
         (seen,) = predictor.detector.detect(np.asarray(again))
-        level += eye_tilt(refined) == pytest.approx(25, abs=8) and abs(eye_tilt(seen)) < 8
+        level += eye_tilt(refined) == pytest.approx(30, abs=8) and abs(eye_tilt(seen)) < 8
     assert level >= 3
 
 
