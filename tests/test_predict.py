@@ -53,8 +53,9 @@ def test_photo_pipeline_finds_pasted_faces_and_classifies_them_like_the_original
     for face, box, probs in zip(found, boxes, direct):
         assert iou(face.box.as_list(), box) > 0.6
         assert face.face.shape == (48, 48)
-        # The crop is the original face resampled: the model should see (almost) the same thing.
-        assert np.abs(face.probs - probs).max() < 0.25
+        # The crop is the original face re-framed on its landmarks (the median framing of the training
+        # faces, so not pixel for pixel the original): the model reads the same expression.
+        assert face.label == CLASSES[int(probs.argmax())]
 
 
 def test_enlarged_face_without_detection(predictor, detectable_faces):
