@@ -1,6 +1,6 @@
 """The real app in Debian Chromium: upload, camera, sample photo, every page, the HTML export, bad files.
 
-Photos are built at run time from dataset faces (never stored); README screenshots use only the
+Photos are built at run time from dataset faces (never stored); screenshots in docs/ use only the
 public-domain astronaut photo that ships with scikit-image. Set FER_UPDATE_SCREENSHOTS=1 to copy
 them into docs/screenshots/ (otherwise every screenshot stays in artifacts/screenshots/).
 """
@@ -382,10 +382,10 @@ def test_dataset_page_shows_metrics_confusion_matrix_and_images(page, server, va
     assert page.get_by_role("heading", name="Class balance").count() == 1
     snap(page, "dataset-full")  # shows dataset faces: artifacts only, never docs
 
-    # README: the metrics part only, down to just above the image browser, with no image in it.
+    # docs/screenshots: the metrics part only, down to just above the image browser, with no image in it.
     top_of_images = page.get_by_role("heading", name="Browse images").bounding_box()["y"] - 16
     for box in (img.bounding_box() for img in page.get_by_test_id("stMain").locator("img").all()):
-        assert box is None or box["y"] >= top_of_images, "an image lies inside the README crop"
+        assert box is None or box["y"] >= top_of_images, "an image lies inside the screenshot crop"
     clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": top_of_images}
     snap(page, "readme-dataset", also=readme_shot("dataset"), clip_to=clip)
 
