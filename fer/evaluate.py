@@ -84,6 +84,12 @@ def evaluate_faces(
     return report, probs, uncertainty
 
 
+def served_classifier(classifier: Classifier | None, weights: Path, tta: bool | None) -> Classifier:
+    """`classifier`, else the one for `weights`; `tta` turns flip TTA on or off (None: as the weights ship)."""
+    classifier = classifier or load_classifier(weights)
+    return classifier if tta is None else classifier.with_tta(tta)
+
+
 def evaluate_folder(
     data_dir: str | os.PathLike | None,
     split: str | None = None,
@@ -100,9 +106,7 @@ def evaluate_folder(
         root, split = root.parent, root.name
     faces = data.load_folder(root, split)
     weights = Path(weights or weights_path())
-    classifier = classifier or load_classifier(weights)
-    if tta is not None:  # also when a classifier is passed in
-        classifier = classifier.with_tta(tta)
+    classifier = served_classifier(classifier, weights, tta)
     train_dir = known_train_split(split, root)
     train = data.load_folder(train_dir) if train_dir else None
     votes_file = data.find_votes_file(root)
@@ -157,9 +161,7 @@ def evaluate_photos(
     if not paths:
         raise data.DataError(f"No images in class folders ({', '.join(CLASSES)}) of {folder}.")
     weights = Path(weights or weights_path())
-    classifier = classifier or load_classifier(weights)
-    if tta is not None:
-        classifier = classifier.with_tta(tta)
+    classifier = served_classifier(classifier, weights, tta)
     predictor = Predictor(classifier, FaceDetector())
     crops, probs, uncertainty = largest_faces(predictor, folder, paths)
     labels = np.asarray(labels, dtype=np.int64)

@@ -265,13 +265,13 @@ class Predictor:
         notes = list(loaded.notes)
         detections: list[Face | None]
         if detect:
-            found_faces = self.detector.detect(np.asarray(loaded.image))
+            photo = np.asarray(loaded.image)  # RGB: the detector reads colour
+            found_faces = self.detector.detect(photo)
             found = len(found_faces)
             if found > MAX_FACES:
                 notes.append(f"{found} faces found: only the {MAX_FACES} largest were classified")
                 found_faces = found_faces[:MAX_FACES]
             # The cap keeps the largest; number them as read.
-            photo = np.asarray(loaded.image)
             detections = [
                 self.detector.refine(photo, found_faces[i]) for i in reading_order([f.box for f in found_faces])
             ]
