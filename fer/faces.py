@@ -31,6 +31,8 @@ MAX_FILE_BYTES = 50 * 1024 * 1024  # 50 MB, the same as the app's upload limit
 MIN_SIDE = 16  # smaller images cannot hold a face the model could read
 MAX_FACES = 50  # the largest faces are kept when a photo holds more
 DETECT_MAX_SIDE = 640  # photos are shrunk to this for detection (YuNet finds faces from ~10 px); boxes are mapped back
+DETECT_MIN_SHORT = 128  # ...but a long strip keeps at least this short side, so its faces stay findable
+DETECT_MAX_PIXELS = 4_000_000  # ...within this many pixels
 # MPO is how Pillow names phone JPEGs that carry extra images (depth maps, previews). ICO is left out:
 # an icon can embed a PNG of any size behind a small declared size, and icons hold no faces.
 SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM"}
@@ -332,9 +334,13 @@ class FaceDetector:
         cv2 = self._cv2
         height, width = image.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
+        if min(height, width) * scale < DETECT_MIN_SHORT:  # a panorama strip: shrink it less
+            scale = min(1.0, DETECT_MIN_SHORT / min(height, width), (DETECT_MAX_PIXELS / (height * width)) ** 0.5)
+        if min(height, width) * scale < 10:  # YuNet's smallest face; on a few-pixel strip it reports nonsense
+            return []
         small = image
-        if scale < 1:  # at least 1 pixel a side: a 16x70000 strip must not shrink to nothing
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        if scale < 1:
+            size = (round(width * scale), round(height * scale))
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         bgr = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR if small.ndim == 2 else cv2.COLOR_RGB2BGR)
         net = self._network()
@@ -351,6 +357,9 @@ class FaceDetector:
             if right - left < 2 or bottom - top < 2:
                 continue
             points = tuple((float(px * sx), float(py * sy)) for px, py in row[4:14].reshape(5, 2))
+            cx, cy = np.mean(points, axis=0)
+            if not (x <= cx <= x + w and y <= cy <= y + h):  # a face's landmarks lie in its box
+                continue
             faces.append(Face(Box(left, top, right - left, bottom - top), float(row[14]), points))
         return sorted(faces, key=lambda f: (-f.box.w * f.box.h, f.box.y, f.box.x))
 
@@ -371,7 +380,7 @@ class FaceDetector:
             scale = side / (2.5 * max(face.box.w, face.box.h))
             turn = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), tilt, scale)
             turn[:, 2] += side / 2 - centre
-            upright = cv2.warpAffine(image, turn, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            upright = _warp(image, turn, side)
             found = self.detect(upright)
             if not found:
                 break
@@ -381,6 +390,29 @@ class FaceDetector:
             if abs(_tilt(np.asarray(nearest.landmarks))) < 2:  # level once turned: done
                 break
         return Face(face.box, face.score, tuple((float(x), float(y)) for x, y in points))
+
+
+def _warp(image: np.ndarray, matrix: np.ndarray, side: int) -> np.ndarray:
+    """cv2.warpAffine of `image` by the 2x3 `matrix` onto a `side` x `side` square, edges replicated.
+
+    Only the part of the image the square maps onto is passed to OpenCV, which refuses images with a
+    side of 32,767 pixels or more (a long panorama strip passes load_image's limits)."""
+    import cv2
+
+    corners = np.array([[0, 0], [side, 0], [0, side], [side, side]], np.float64)
+    back = cv2.invertAffineTransform(matrix)
+    mapped = corners @ back[:, :2].T + back[:, 2]
+    height, width = image.shape[:2]
+    # Two pixels of margin for the bilinear neighbours; at least one pixel so a face off the photo still
+    # samples the replicated edge, as a warp of the whole photo would.
+    x0 = int(np.clip(np.floor(mapped[:, 0].min()) - 2, 0, width - 1))
+    y0 = int(np.clip(np.floor(mapped[:, 1].min()) - 2, 0, height - 1))
+    x1 = int(np.clip(np.ceil(mapped[:, 0].max()) + 3, x0 + 1, width))
+    y1 = int(np.clip(np.ceil(mapped[:, 1].max()) + 3, y0 + 1, height))
+    shifted = matrix.astype(np.float64).copy()
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
+    region = np.ascontiguousarray(image[y0:y1, x0:x1])
+    return cv2.warpAffine(region, shifted, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _tilt(points: np.ndarray) -> float:
@@ -446,6 +478,5 @@ def align_face(gray: np.ndarray, landmarks) -> np.ndarray:
             # Output = matrix @ (photo point) + shift, and photo point = (x0, y0) + region point / (fx, fy).
             shift = shift + matrix @ np.array([x0, y0], np.float64)
             matrix = matrix / np.array([fx, fy])
-    warp = np.hstack([matrix, shift[:, None]])
-    face = cv2.warpAffine(source, warp, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    face = _warp(source, np.hstack([matrix, shift[:, None]]), side)
     return to_face_array(Image.fromarray(face))

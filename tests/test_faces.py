@@ -28,6 +28,7 @@ from fer.faces import (
     MAX_PIXELS,
     MIN_SIDE,
     Box,
+    Face,
     FaceDetector,
     align_face,
     load_image,
@@ -694,6 +695,26 @@ def test_extreme_aspect_ratios_are_read_without_error(predictor):
         result = predictor.predict(data, name="strip.png")
         assert result.error is None and result.faces == [] and "no face found" in result.notes
         assert len(predictor.predict(data, name="strip.png", detect=False).faces) == 1
+
+
+def test_a_face_in_a_long_panorama_strip_is_found(predictor, framed_faces):
+    # Shrinking a 40,000-pixel-wide strip to DETECT_MAX_SIDE would leave its faces a few pixels tall.
+    photo, (box,) = make_photo([framed_faces[0]], size=(800, 300), face_side=200)
+    strip = Image.new("RGB", (40_000, 300), photo.getpixel((0, 0)))
+    strip.paste(photo, (20_000, 0))
+    result = predictor.predict(encode(strip, "PNG"), name="strip.png")
+    (face,) = result.faces
+    assert abs(face.box.x - (20_000 + box[0])) < 40 and abs(face.box.w - box[2]) < 60
+
+
+def test_turning_and_aligning_a_face_on_a_very_long_strip(predictor):
+    # OpenCV's warp refuses images with a side of 32,767 pixels or more; only the face's region is warped.
+    strip = np.full((16, 40_000), 120, np.uint8)
+    strip[:, 20_000:20_016] = 30
+    landmarks = ((20_002.0, 4.0), (20_012.0, 9.0), (20_007.0, 9.0), (20_003.0, 12.0), (20_010.0, 14.0))
+    assert align_face(strip, landmarks).shape == (FACE_SIZE, FACE_SIZE)
+    face = Face(Box(20_000, 0, 16, 16), 0.9, landmarks)
+    assert predictor.detector.refine(np.dstack([strip] * 3), face).box == face.box
 
 
 def test_messages_start_with_the_file_name_and_are_one_clean_sentence(bad_files):
