@@ -7,7 +7,7 @@ torch until a model is needed.
 from importlib import import_module
 
 _EXPORTS = {
-    "CLASSES": "fer.data",
+    "CLASSES": "fer.config",
     "DataError": "fer.errors",
     "FerError": "fer.errors",
     "ImageError": "fer.errors",

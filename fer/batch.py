@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.errors import FerError, ImageError, write_user_file
 from fer.faces import MAX_FILE_BYTES
 from fer.predict import PhotoResult, Predictor

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer.data import CLASSES, PROJECT_ROOT, FaceSet
+from fer.config import CLASSES, environment
+from fer.data import FaceSet
 from fer.predict import Classifier
 
 VERDICTS = ("all", "right", "wrong", "most confident mistakes", "least confident")
@@ -33,7 +34,7 @@ _memory_lock = threading.Lock()
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("FER_CACHE_DIR") or PROJECT_ROOT / ".cache" / "predictions")
+    return environment().cache_dir
 
 
 def model_fingerprint(classifier: Classifier) -> str:

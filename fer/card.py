@@ -27,7 +27,8 @@ from fer.calibrate import (
     softmax,
     uncertainty_report,
 )
-from fer.checkpoint import CARD_NAME, DEFAULT_WEIGHTS, load_model, save_weights
+from fer.checkpoint import CARD_NAME, load_model, save_weights
+from fer.config import DEFAULT_WEIGHTS
 from fer.errors import FerError
 from fer.evaluate import evaluate_folder
 from fer.model import count_macs, count_params, describe

@@ -15,19 +15,17 @@ from pathlib import Path
 
 import torch
 
-from fer.data import CLASSES, PROJECT_ROOT
+from fer.config import CLASSES, DEFAULT_WEIGHTS, environment
 from fer.errors import WeightsError
 from fer.model import FerNet, ModelConfig
 
 FORMAT = "fer-checkpoint-v1"
-WEIGHTS_DIR = PROJECT_ROOT / "weights"
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "fer_net.pt"
 CARD_NAME = "model_card.json"
 
 
 def weights_path() -> Path:
     """The weights the app and the CLI use by default: `FER_WEIGHTS` if set, else the shipped file."""
-    return Path(os.environ.get("FER_WEIGHTS") or DEFAULT_WEIGHTS)
+    return environment().weights
 
 
 def sha256_of(path: str | os.PathLike) -> str:

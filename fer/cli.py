@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from fer.checkpoint import DEFAULT_WEIGHTS
+from fer.config import DEFAULT_WEIGHTS
 from fer.errors import FerError
 
 TTA_HELP = (

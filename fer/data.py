@@ -18,14 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from fer.config import CLASSES, DEFAULT_DATA_DIR, SPLITS, environment
 from fer.errors import DataError
 from fer.preprocess import to_face_array
 
-CLASSES = ("happy", "sad", "surprise", "neutral")
-SPLITS = ("train", "validation", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_DIR = PROJECT_ROOT.parent / "shared" / "data" / "Facial_emotion_images"
 VOTES_FILE = "ferplus_votes.csv"
 # FERPlus vote columns for our four classes, in CLASSES order.
 VOTE_COLUMNS = ("happiness", "sadness", "surprise", "neutral")
@@ -38,8 +35,8 @@ def find_data_dir(cli_value: str | os.PathLike | None = None) -> Path:
     """The dataset root: a CLI option, else `FER_DATA_DIR`, else ../shared/data/Facial_emotion_images."""
     if cli_value:
         source, path = "--data", Path(cli_value)
-    elif os.environ.get("FER_DATA_DIR"):
-        source, path = "FER_DATA_DIR", Path(os.environ["FER_DATA_DIR"])
+    elif environment().data_dir:
+        source, path = "FER_DATA_DIR", environment().data_dir
     else:
         source, path = "the default location", DEFAULT_DATA_DIR
     try:

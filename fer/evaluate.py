@@ -21,7 +21,7 @@ import numpy as np
 from fer import data
 from fer.calibrate import softmax, uncertainty_report
 from fer.checkpoint import sha256_of, weights_path
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.errors import write_user_file
 from fer.faces import FaceDetector
 from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins  # noqa: F401 (re-exported)

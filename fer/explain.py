@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.model import FerNet, ModelConfig, stage_sizes
 from fer.plots import score_text
 from fer.predict import Classifier

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer.data import CLASSES
+from fer.config import CLASSES
 
 ECE_BINS = 15
 

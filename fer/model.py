@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.preprocess import FACE_SIZE
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer.data import CLASSES
+from fer.config import CLASSES
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and on a projector.
 CLASS_COLORS = {"happy": "#E69F00", "sad": "#0072B2", "surprise": "#CC79A7", "neutral": "#009E73"}

@@ -19,7 +19,7 @@ from PIL import Image
 
 from fer import quantize
 from fer.checkpoint import load_model, read_checkpoint, weights_path
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.errors import FerError, ImageError, WeightsError
 from fer.faces import MAX_FACES, Box, Face, FaceDetector, LoadedImage, align_face, load_image, reading_order
 from fer.model import FerNet, LogitsAndEmbedding

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from fer import plots
-from fer.data import CLASSES
+from fer.config import CLASSES
 
 PREFERRED_SPLITS = ("validation", "test")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from PIL import Image, ImageDraw, ImageFont
 
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.faces import reading_order
 from fer.plots import CLASS_COLORS
 from fer.predict import FaceResult, PhotoResult

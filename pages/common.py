@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import streamlit as st
 
 from fer.checkpoint import card_path_for, read_card, weights_path
+from fer.config import environment
 from fer.errors import DataError, FerError
 
 # Widget values that must survive a visit to another page (Streamlit forgets widgets it does not draw).
@@ -229,7 +229,7 @@ def tta_setting() -> bool:
 
 def cam_settings() -> dict:
     """The Grad-CAM controls: method, class to explain, layer and opacity (values kept across pages)."""
-    from fer.data import CLASSES
+    from fer.config import CLASSES
     from fer.explain import DEFAULT_METHOD, METHOD_HELP, METHODS
 
     with st.sidebar:
@@ -266,7 +266,7 @@ def cam_settings() -> dict:
 
 def targets_for(probs: np.ndarray, target: str) -> list[int]:
     """The class index each face's map explains: its prediction, or the chosen class for all."""
-    from fer.data import CLASSES
+    from fer.config import CLASSES
 
     probs = np.atleast_2d(probs)
     if target == PREDICTED:
@@ -278,7 +278,7 @@ def targets_for(probs: np.ndarray, target: str) -> list[int]:
 
 
 def data_dir_setting_allowed() -> bool:
-    return os.environ.get(ALLOW_DATA_DIR_SETTING) == "1"
+    return environment().allow_data_dir_setting
 
 
 def data_root() -> tuple[Path | None, str | None]:
@@ -301,7 +301,7 @@ def data_root() -> tuple[Path | None, str | None]:
 
 
 def _has_images(root: Path) -> bool:
-    from fer.data import CLASSES, SPLITS
+    from fer.config import CLASSES, SPLITS
 
     folders = [root / s for s in SPLITS] + [root]
     return any((folder / name).is_dir() and any((folder / name).iterdir()) for folder in folders for name in CLASSES)
@@ -309,7 +309,7 @@ def _has_images(root: Path) -> bool:
 
 def splits_in(root: Path) -> list[str]:
     """Split folders of the dataset; [''] for a plain folder of class folders."""
-    from fer.data import SPLITS
+    from fer.config import SPLITS
 
     found = [s for s in SPLITS if (root / s).is_dir()]
     return found or [""]
@@ -373,7 +373,7 @@ def configure_torch() -> None:
     """
     import torch
 
-    threads = int(os.environ.get("FER_APP_TORCH_THREADS", "1"))
+    threads = environment().app_torch_threads
     if threads > 0 and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
@@ -381,7 +381,7 @@ def configure_torch() -> None:
 def warm_up() -> None:
     """Import pytorch-grad-cam and load the model in the background once, so the first photo waits for
     neither (the pages draw without the model: the sidebar reads the TTA flag from the checkpoint)."""
-    if getattr(warm_up, "started", False) or os.environ.get("FER_NO_WARMUP"):
+    if getattr(warm_up, "started", False) or not environment().warm_up:
         return
     warm_up.started = True
     # pytorch-grad-cam pulls in pandas and plotly too: imported here first, in the script thread, so that

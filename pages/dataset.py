@@ -1,12 +1,10 @@
 """Dataset: browse a split through the model's eyes, dig into the confusion matrix, spot bad labels."""
 
-import os
-
 import numpy as np
 import streamlit as st
 
 from fer import browse
-from fer.data import CLASSES, DEFAULT_DATA_DIR
+from fer.config import CLASSES, DEFAULT_DATA_DIR, environment
 from fer.evaluate import compute_metrics
 from fer.explain import DEFAULT_METHOD, overlay
 from fer.plots import (
@@ -47,7 +45,7 @@ def dataset_setting(problem: str | None) -> None:
         st.text_input(
             "Dataset folder",
             key="data_dir",
-            placeholder=os.environ.get("FER_DATA_DIR") or str(DEFAULT_DATA_DIR),
+            placeholder=str(environment().data_dir or DEFAULT_DATA_DIR),
             help="A folder with train/validation/test split folders, each holding happy/sad/surprise/neutral folders "
             "(or just the four class folders). Empty: FER_DATA_DIR, else ../shared/data/Facial_emotion_images.",
         )

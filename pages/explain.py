@@ -3,7 +3,7 @@
 import numpy as np
 import streamlit as st
 
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, most_faithful, overlay, random_map
 from fer.faces import MAX_FILE_BYTES
 from fer.plots import faithfulness_bars, probability_bars, score_text

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import streamlit as st
 
 from fer.batch import MAX_ZIP_MEMBERS, is_archive_name, predict_batch, results_to_csv
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.explain import overlay
 from fer.faces import MAX_FILE_BYTES
 from fer.plots import probability_bars

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from fer.checkpoint import weights_path
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.plots import (
     class_balance_bars,
     confusion_heatmap,

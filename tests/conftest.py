@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from fer import data
-from fer.data import CLASSES
+from fer.config import CLASSES
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from fer import data
 from fer.batch import predict_batch
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.evaluate import compute_metrics
 from fer.results import in_reading_order
 

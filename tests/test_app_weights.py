@@ -5,8 +5,9 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer.checkpoint import CARD_NAME, DEFAULT_WEIGHTS
+from fer.checkpoint import CARD_NAME
 from fer.cli import main as cli
+from fer.config import DEFAULT_WEIGHTS
 
 
 @pytest.fixture()

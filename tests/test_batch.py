@@ -22,7 +22,7 @@ from fer.batch import (
     safe_csv_cell,
     write_csv,
 )
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.errors import FerError
 
 

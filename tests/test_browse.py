@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fer import browse, data
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.evaluate import compute_metrics
 from fer.predict import Classifier
 

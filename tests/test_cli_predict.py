@@ -13,7 +13,7 @@ from PIL import Image
 
 from fer.batch import CSV_COLUMNS
 from fer.cli import main
-from fer.data import CLASSES, PROJECT_ROOT
+from fer.config import CLASSES, PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fer import data
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.errors import DataError
 
 

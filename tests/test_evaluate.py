@@ -7,7 +7,7 @@ import pytest
 
 from fer import data
 from fer.cli import main as cli
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.evaluate import compute_metrics, evaluate_faces, expected_calibration_error, format_report
 
 REPORT_KEYS = {

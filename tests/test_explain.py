@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.errors import ImageError
 from fer.explain import METHODS, PER_CLASS_METHODS, Explainer, layer_names, overlay, random_map
 from fer.model import ModelConfig

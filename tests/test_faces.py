@@ -18,7 +18,7 @@ from conftest import encode, face_grid, iou, make_photo
 from PIL import Image, ImageFile
 
 from fer.cli import main
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.errors import ImageError
 from fer.faces import (
     FACE_TEMPLATE,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.plots import (
     CLASS_COLORS,
     CONFUSION_SELECTION,

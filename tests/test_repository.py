@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from fer.data import PROJECT_ROOT
+from fer.config import PROJECT_ROOT
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 

@@ -10,7 +10,7 @@ from conftest import encode, iou, make_photo
 from PIL import Image
 
 from fer.batch import results_to_csv
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.plots import CLASS_COLORS
 from fer.results import (
     DISPLAY_SIDE,

@@ -20,7 +20,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from fer.batch import predict_batch
-from fer.data import CLASSES
+from fer.config import CLASSES
 from fer.explain import METHODS
 from fer.plots import CLASS_COLORS
 from fer.results import in_reading_order
