@@ -2,13 +2,12 @@
 
 import streamlit as st
 
-from pages import common
+from app import setup, widgets
 
-common.use_navigation()
-common.keep_uploads_in_memory()  # before any upload arrives: see common.keep_uploads_in_memory
+setup.use_navigation()
+setup.keep_uploads_in_memory()  # before any upload arrives
 st.set_page_config(page_title="Facial emotion recognition", page_icon="🙂", layout="wide")
-common.keep_settings()
-common.configure_torch()
+widgets.keep_values()  # the widget values each page asked to keep across pages
 
 navigation = st.navigation(
     [
@@ -21,4 +20,4 @@ navigation = st.navigation(
 with st.sidebar:
     st.caption("Four expressions: happy, sad, surprise, neutral. A demo, not for decisions about people.")
 navigation.run()
-common.warm_up()  # after the page is drawn, so the first visit is not slowed by it
+setup.warm_up()  # after the page is drawn, so the first visit is not slowed by it

@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 from fer.config import CLASSES
+from fer.metrics import score_text
 from fer.model import FerNet, ModelConfig, stage_sizes
-from fer.plots import score_text
 from fer.predict import Classifier
 
 # Method name -> pytorch-grad-cam class name. All are computed by the package, none by hand.
@@ -187,7 +187,7 @@ class _CalibratedProbability:
 
 
 def most_faithful(scores: dict[str, float]) -> list[str]:
-    """The methods with the highest score as shown (fer.plots.score_text): equal numbers on screen, equal verdict."""
+    """The methods with the highest score as shown (score_text): equal numbers on screen, equal verdict."""
     shown = {name: float(score_text(score)) for name, score in scores.items()}
     best = max(shown.values(), default=None)
     return [name for name, value in shown.items() if value == best]

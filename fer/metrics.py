@@ -10,6 +10,11 @@ from fer.config import CLASSES
 ECE_BINS = 15
 
 
+def score_text(value: float) -> str:
+    """A faithfulness score as shown everywhere: signed, two decimals, never '-0.00'."""
+    return f"{round(float(value), 2) + 0.0:+.2f}"  # + 0.0 turns a rounded -0.0 into 0.0
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the bin's share."""
     if len(labels) == 0:

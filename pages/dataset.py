@@ -3,22 +3,25 @@
 import numpy as np
 import streamlit as st
 
-from fer import browse
-from fer.config import CLASSES, DEFAULT_DATA_DIR, environment
-from fer.evaluate import compute_metrics
-from fer.explain import DEFAULT_METHOD, overlay
-from fer.plots import (
+from app import browse, setup, state, widgets
+from app.plots import (
     CONFUSION_SELECTION,
     class_balance_bars,
     confusion_chart,
     confusion_heatmap,
     per_class_bars,
 )
-from fer.report import PERCENT_FORMAT, per_class_rows, split_metrics, splits_with_metrics
-from fer.results import escape_markdown
-from pages import common
+from app.report import PERCENT_FORMAT, per_class_rows, split_metrics, splits_with_metrics
+from app.results import escape_markdown
+from fer.config import CLASSES, DEFAULT_DATA_DIR, environment
+from fer.evaluate import compute_metrics
+from fer.explain import DEFAULT_METHOD, overlay
 
-common.use_navigation()  # before anything is drawn: see common.use_navigation
+setup.use_navigation()  # before anything is drawn: see setup.use_navigation
+widgets.keep(
+    *("data_dir", "ds_split", "ds_view", "ds_true", "ds_pred", "ds_verdict", "ds_flagged", "ds_cams", "ds_page"),
+    *("ds_card_split", "ds_card_view"),
+)  # this page's settings survive a visit to another page
 
 ANY = "any"
 PAGE_SIZE = 24
@@ -36,9 +39,9 @@ def dataset_setting(problem: str | None) -> None:
             "`FER_DATA_DIR=/path/to/Facial_emotion_images streamlit run streamlit_app.py` "
             "(without it, ../shared/data/Facial_emotion_images beside the app)."
         )
-        if not common.data_dir_setting_allowed():
+        if not state.data_dir_setting_allowed():
             st.caption(
-                f"To choose the folder on this page instead, start the server with `{common.ALLOW_DATA_DIR_SETTING}=1` "
+                "To choose the folder on this page instead, start the server with `FER_ALLOW_DATA_DIR_SETTING=1` "
                 "as well (only where you trust everyone who can open the app: they could point it at any folder)."
             )
             return
@@ -50,7 +53,7 @@ def dataset_setting(problem: str | None) -> None:
             "(or just the four class folders). Empty: FER_DATA_DIR, else ../shared/data/Facial_emotion_images.",
         )
         st.caption(
-            f"This field is shown because the server was started with `{common.ALLOW_DATA_DIR_SETTING}=1`: anyone "
+            "This field is shown because the server was started with `FER_ALLOW_DATA_DIR_SETTING=1`: anyone "
             "using this app can point it at any folder the server can read. Leave that variable unset on a shared server."
         )
 
@@ -63,7 +66,7 @@ def without_dataset() -> None:
         "Meanwhile, here are the results stored in the model card for the shipped weights.",
         icon=":material/folder_off:",
     )
-    card = common.card() or {}
+    card = state.card() or {}
     splits = splits_with_metrics(card)
     if not splits:
         st.warning("The model card has no stored metrics either: train and card the model with `python -m fer card`.")
@@ -143,7 +146,7 @@ def balance_section(root) -> None:
     from fer.data import list_images
 
     balance = {}
-    for split in common.splits_in(root):
+    for split in state.splits_in(root):
         _, labels = list_images(root / split if split else root)
         balance[split or "all"] = {name: labels.count(i) for i, name in enumerate(CLASSES)}
     st.subheader("Class balance")
@@ -219,7 +222,7 @@ def browse_section(faces, probs, flags) -> None:
     shown = index[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     preds = probs.argmax(axis=1)
     if chosen["cams"]:  # Grad-CAM on the last stage, as the toggle says (fast: a page of 24 in a few seconds)
-        maps = common.cams(faces.images[shown], DEFAULT_METHOD, preds[shown], common.layer_choices()[0])
+        maps = state.cams(faces.images[shown], DEFAULT_METHOD, preds[shown], widgets.layer_choices()[0])
     for start in range(0, len(shown), PER_ROW):
         for offset, column in enumerate(st.columns(PER_ROW)):
             if start + offset >= len(shown):
@@ -259,21 +262,21 @@ def render() -> None:
     st.markdown(
         "Where is the model right and wrong? Pick a split, click a cell of the confusion matrix, and look at the faces."
     )
-    root, problem = common.data_root()
+    root, problem = state.data_root()
     dataset_setting(problem)
     if root is None:
         without_dataset()  # the stored results, as the weights are served: no switch to offer
         return
-    tta = common.tta_setting()  # the split is classified as the other pages classify a face
-    splits = common.splits_in(root)
+    tta = widgets.tta_setting()  # the split is classified as the other pages classify a face
+    splits = state.splits_in(root)
     default = splits.index("validation") if "validation" in splits else 0
     if st.session_state.get("ds_split") not in splits:
         st.session_state["ds_split"] = splits[default]
     split = st.radio("Split", splits, horizontal=True, key="ds_split", format_func=lambda s: s or "all images")
     with st.spinner(f"Loading the {split or 'dataset'} images..."):
-        faces = common.load_split(str(root), split)
-    probs = common.split_predictions(str(root), split, tta)
-    flags = common.split_flags(str(root), split)
+        faces = state.load_split(str(root), split)
+    probs = state.split_predictions(str(root), split, tta)
+    flags = state.split_flags(str(root), split)
     metrics = compute_metrics(faces.labels, probs)
     conflicting = sum(1 for f in flags if f.startswith("conflicting"))
     show_headline(metrics, flagged=sum(1 for f in flags if f))
@@ -288,4 +291,4 @@ def render() -> None:
     browse_section(faces, probs, flags)
 
 
-common.run(render)
+widgets.run(render)

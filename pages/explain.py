@@ -3,14 +3,19 @@
 import numpy as np
 import streamlit as st
 
+from app import setup, state, widgets
+from app.plots import faithfulness_bars, probability_bars
+from app.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown, in_reading_order
 from fer.config import CLASSES
 from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, most_faithful, overlay, random_map
 from fer.faces import MAX_FILE_BYTES
-from fer.plots import faithfulness_bars, probability_bars, score_text
-from fer.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown, in_reading_order
-from pages import common
+from fer.metrics import score_text
 
-common.use_navigation()  # before anything is drawn: see common.use_navigation
+setup.use_navigation()  # before anything is drawn: see setup.use_navigation
+widgets.keep(
+    *("explain_source", "explain_predict_face", "explain_face_number", "explain_split", "explain_class"),
+    *("explain_number", "explain_target", "explain_layer", "explain_opacity", "explain_class_method"),
+)  # this page's settings survive a visit to another page
 
 RANDOM = "Random map (baseline)"
 HELP = """
@@ -39,7 +44,7 @@ their different ways of weighting the gradients coincide. Pick an earlier layer 
 @st.cache_data(show_spinner=False, max_entries=64)
 def all_methods(face: np.ndarray, target: int, layer: str, stamp) -> tuple[dict, dict]:
     """Maps and faithfulness scores of every method (and a random baseline) for one face."""
-    explainer = common.explainer()
+    explainer = state.explainer()
     maps = {method: explainer.cams(face[None], method, [target], layer)[0] for method in METHODS}
     maps[RANDOM] = random_map(face.shape)
     names = list(maps)
@@ -52,7 +57,7 @@ def all_methods(face: np.ndarray, target: int, layer: str, stamp) -> tuple[dict,
 @st.cache_data(show_spinner=False, max_entries=64)
 def maps_per_class(face: np.ndarray, method: str, layer: str, stamp) -> np.ndarray:
     """One map per class (CLASSES order) for one face."""
-    return common.explainer().class_maps(face, method, layer)
+    return state.explainer().class_maps(face, method, layer)
 
 
 def points(change: float) -> str:
@@ -65,7 +70,7 @@ def choose_face(tta: bool):
     `tta`: the probabilities also read the mirrored face (the sidebar switch)."""
     from_predict = st.session_state.get("predict_faces") or []
     sources = (["Faces from the Predict page"] if from_predict else []) + ["Upload a photo", "Sample photo"]
-    root, _ = common.data_root()
+    root, _ = state.data_root()
     if root is not None:
         sources.append("A dataset image")
     source = st.radio("Face to explain", sources, horizontal=True, key="explain_source")
@@ -75,7 +80,7 @@ def choose_face(tta: bool):
         )
         chosen = from_predict[index or 0]
         # Re-read with the current switch: it may have changed since the Predict page ran (one face: ~2 ms).
-        return chosen["title"], chosen["face"], common.classifier().with_tta(tta).predict_proba(chosen["face"])[0]
+        return chosen["title"], chosen["face"], state.classifier().with_tta(tta).predict_proba(chosen["face"])[0]
     if source == "A dataset image":
         return dataset_face(root, tta)
     if source == "Upload a photo":
@@ -90,8 +95,8 @@ def choose_face(tta: bool):
         name, data = file.name, file.getvalue()
     else:
         st.caption(SAMPLE_CREDIT)
-        name, data = SAMPLE_NAME, common.sample_photo()
-    result = in_reading_order(common.predict_photo(data, name, tta=tta))  # faces numbered as on the Predict page
+        name, data = SAMPLE_NAME, state.sample_photo()
+    result = in_reading_order(state.predict_photo(data, name, tta=tta))  # faces numbered as on the Predict page
     if result.error:
         st.error(escape_markdown(result.error), icon=":material/broken_image:")
         return None
@@ -99,7 +104,7 @@ def choose_face(tta: bool):
         st.warning(
             "No face found in this photo: the whole image is explained as one face.", icon=":material/search_off:"
         )
-        result = in_reading_order(common.predict_photo(data, name, detect=False, tta=tta))
+        result = in_reading_order(state.predict_photo(data, name, detect=False, tta=tta))
     face = result.faces[0]
     if len(result.faces) > 1:
         index = st.selectbox(
@@ -113,11 +118,11 @@ def choose_face(tta: bool):
 
 
 def dataset_face(root, tta: bool):
-    splits = common.splits_in(root)
+    splits = state.splits_in(root)
     left, middle, right = st.columns(3)
     default = splits.index("validation") if "validation" in splits else 0
     split = left.selectbox("Split", splits, index=default, format_func=lambda s: s or "all", key="explain_split")
-    faces = common.load_split(str(root), split)
+    faces = state.load_split(str(root), split)
     name = middle.selectbox("True class", CLASSES, key="explain_class")
     index = np.flatnonzero(faces.labels == CLASSES.index(name))
     if len(index) == 0:
@@ -125,7 +130,7 @@ def dataset_face(root, tta: bool):
         return None
     number = right.number_input(f"Image (1 to {len(index)})", 1, len(index), key="explain_number")
     i = int(index[int(number) - 1])
-    probs = common.classifier().with_tta(tta).predict_proba(faces.images[i : i + 1])[0]
+    probs = state.classifier().with_tta(tta).predict_proba(faces.images[i : i + 1])[0]
     return f"{faces.keys[i]} (true: {name})", faces.images[i], probs
 
 
@@ -137,7 +142,7 @@ def render() -> None:
     )
     with st.expander("How to read these maps", icon=":material/help:"):
         st.markdown(HELP)
-    tta = common.tta_setting()
+    tta = widgets.tta_setting()
     chosen = choose_face(tta)
     if chosen is None:
         st.info(
@@ -147,9 +152,9 @@ def render() -> None:
         return
     title, face, probs = chosen
     left, middle, right = st.columns([1, 2, 1])
-    target_name = left.selectbox("Explain which class", [common.PREDICTED, *CLASSES], key="explain_target")
-    target = common.targets_for(probs, target_name)[0]
-    layers = common.layer_choices()
+    target_name = left.selectbox("Explain which class", [widgets.PREDICTED, *CLASSES], key="explain_target")
+    target = widgets.targets_for(probs, target_name)[0]
+    layers = widgets.layer_choices()
     layer = middle.selectbox("Layer", layers, key="explain_layer")
     st.session_state.setdefault("explain_opacity", 0.5)  # the default in the state, not the widget: kept across pages
     opacity = right.slider("Heat-map opacity", 0.0, 1.0, step=0.05, key="explain_opacity")
@@ -168,7 +173,7 @@ def render() -> None:
             )
 
     with st.spinner("Computing every saliency map and its faithfulness score (Score-CAM takes a few seconds)..."):
-        maps, scores = all_methods(np.asarray(face, dtype=np.uint8), target, layer, common.weights_stamp())
+        maps, scores = all_methods(np.asarray(face, dtype=np.uint8), target, layer, state.weights_stamp())
     # Decided on the rounded scores people see: methods showing the same number get the same badge.
     best = most_faithful({m: scores[m]["road"] for m in METHODS})
     st.subheader("Saliency maps")
@@ -222,7 +227,7 @@ def evidence_per_class(face: np.ndarray, probs: np.ndarray, layer: str, opacity:
         help="Eigen-CAM is not offered here: it ignores the class and draws the same map for all four.",
     )
     with st.spinner(f"Computing {method} for each class..."):
-        maps = maps_per_class(np.asarray(face, dtype=np.uint8), method, layer, common.weights_stamp())
+        maps = maps_per_class(np.asarray(face, dtype=np.uint8), method, layer, state.weights_stamp())
     for k, (column, name) in enumerate(zip(st.columns(len(CLASSES), gap="medium"), CLASSES, strict=True)):
         with column, st.container(border=True):
             st.markdown(f"**{name}** {probs[k]:.0%}")
@@ -237,4 +242,4 @@ def evidence_per_class(face: np.ndarray, probs: np.ndarray, layer: str, opacity:
     )
 
 
-common.run(render)
+widgets.run(render)

@@ -9,13 +9,10 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from fer.batch import MAX_ZIP_MEMBERS, is_archive_name, predict_batch, results_to_csv
-from fer.config import CLASSES
-from fer.explain import overlay
-from fer.faces import MAX_FILE_BYTES
-from fer.plots import probability_bars
-from fer.report import PERCENT_FORMAT
-from fer.results import (
+from app import setup, state, widgets
+from app.plots import probability_bars
+from app.report import PERCENT_FORMAT
+from app.results import (
     SAMPLE_CREDIT,
     SAMPLE_NAME,
     UNCERTAIN_TEXT,
@@ -28,9 +25,13 @@ from fer.results import (
     jpeg_to_png,
     results_json,
 )
-from pages import common
+from fer.batch import MAX_ZIP_MEMBERS, is_archive_name, predict_batch, results_to_csv
+from fer.config import CLASSES
+from fer.explain import overlay
+from fer.faces import MAX_FILE_BYTES
 
-common.use_navigation()  # before anything is drawn: see common.use_navigation
+setup.use_navigation()  # before anything is drawn: see setup.use_navigation
+widgets.keep("predict_source")  # this page's settings survive a visit to another page
 
 SOURCES = ("Upload photos", "Take a photo", "Try a sample photo")
 MAX_FACE_CARDS = 12  # more faces are still in the table and the downloads
@@ -72,7 +73,7 @@ def photo_inputs() -> list[tuple[str, bytes]]:
         )
         return kept_across_pages(source, [("camera.jpg", shot.getvalue())] if shot else [])
     st.caption(SAMPLE_CREDIT)
-    return [(SAMPLE_NAME, common.sample_photo())]
+    return [(SAMPLE_NAME, state.sample_photo())]
 
 
 def forget_kept(source: str) -> None:
@@ -104,7 +105,7 @@ def kept_across_pages(source: str, given: list[tuple[str, bytes]]) -> list[tuple
 
 def classify(files: list[tuple[str, bytes]], tta: bool) -> list[Photo]:
     """Every photo, and every photo inside a zip, through fer.batch; done once per set of files in a session."""
-    signature = (common.weights_stamp(), tta, tuple((name, common.digest(data)) for name, data in files))
+    signature = (state.weights_stamp(), tta, tuple((name, state.digest(data)) for name, data in files))
     done = st.session_state.get("predicted")
     if done is not None and done[0] == signature:
         return done[1]
@@ -116,8 +117,8 @@ def classify(files: list[tuple[str, bytes]], tta: bool) -> list[Photo]:
             count = f" ({finished:,} of {total:,})" if total > 1 else ""
             bar.progress((n + finished / total) / len(files), text=f"Classified {escape_markdown(file)}{count}")
 
-        shown = predict_batch(common.predictor(tta), [(name, data)], progress=progress, keep=for_display)
-        key = common.digest(data)
+        shown = predict_batch(state.predictor(tta), [(name, data)], progress=progress, keep=for_display)
+        key = state.digest(data)
         if is_archive_name(name):
             photos += [Photo(f"{key}-{i}", member, None) for i, member in enumerate(shown)]
         else:
@@ -132,7 +133,7 @@ def with_whole_images(photos: list[Photo], tta: bool) -> list[Photo]:
     """Photos the user asked to classify as one face, classified so."""
     whole = st.session_state.get("whole_image", set())
     return [
-        photo._replace(shown=common.photo_for_display(photo.data, photo.shown.result.file, detect=False, tta=tta))
+        photo._replace(shown=state.photo_for_display(photo.data, photo.shown.result.file, detect=False, tta=tta))
         if photo.data is not None and photo.key in whole
         else photo
         for photo in photos
@@ -154,8 +155,8 @@ def face_cards(key: str, result, settings) -> None:
         st.caption(
             f"Showing the first {MAX_FACE_CARDS} of {len(result.faces)} faces; all are in the table and the downloads."
         )
-    targets = common.targets_for([f.probs for f in faces], settings["target"])
-    maps = common.cams([f.face for f in faces], settings["method"], targets, settings["layer"])
+    targets = widgets.targets_for([f.probs for f in faces], settings["target"])
+    maps = state.cams([f.face for f in faces], settings["method"], targets, settings["layer"])
     per_row = min(3, max(2, len(faces)))
     for start in range(0, len(faces), per_row):
         columns = st.columns(per_row, gap="medium")
@@ -313,8 +314,8 @@ def render() -> None:
         "Drop in photos (or a .zip of them) or take one: every face is boxed and numbered, with its expression, "
         "the four probabilities and where the model looked."
     )
-    tta = common.tta_setting()
-    settings = common.cam_settings()
+    tta = widgets.tta_setting()
+    settings = widgets.cam_settings()
     files = photo_inputs()
     if not files:
         # The files are gone: so are their results, and the faces offered to the Explain page.
@@ -346,4 +347,4 @@ def render() -> None:
     photo_view(photo, settings, single=False)
 
 
-common.run(render)
+widgets.run(render)

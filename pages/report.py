@@ -2,16 +2,15 @@
 
 import streamlit as st
 
-from fer.checkpoint import weights_path
-from fer.config import CLASSES
-from fer.plots import (
+from app import setup, state, widgets
+from app.plots import (
     class_balance_bars,
     confusion_heatmap,
     per_class_bars,
     reliability_diagram,
     training_curves,
 )
-from fer.report import (
+from app.report import (
     PERCENT_FORMAT,
     calibration_lines,
     calibration_summary,
@@ -28,10 +27,12 @@ from fer.report import (
     uncertainty_numbers,
     uncertainty_summary,
 )
-from fer.results import escape_markdown
-from pages import common
+from app.results import escape_markdown
+from fer.checkpoint import weights_path
+from fer.config import CLASSES
 
-common.use_navigation()  # before anything is drawn: see common.use_navigation
+setup.use_navigation()  # before anything is drawn: see setup.use_navigation
+widgets.keep("report_split")  # this page's settings survive a visit to another page
 
 
 def weights_bytes() -> int | None:
@@ -41,14 +42,14 @@ def weights_bytes() -> int | None:
 
 def reliability_from_data(card: dict) -> dict | None:
     """Reliability bins from the validation predictions, when the Dataset page already computed them."""
-    from fer import browse
+    from app import browse
     from fer.evaluate import expected_calibration_error, reliability_bins
 
-    root, _ = common.data_root()
-    if root is None or "validation" not in common.splits_in(root):
+    root, _ = state.data_root()
+    if root is None or "validation" not in state.splits_in(root):
         return None
-    faces = common.load_split(str(root), "validation")
-    probs = browse.cached_predictions(common.classifier(), faces)
+    faces = state.load_split(str(root), "validation")
+    probs = browse.cached_predictions(state.classifier(), faces)
     if probs is None:
         return None
     return {
@@ -76,7 +77,7 @@ def html_export(card: dict, size: int | None, reliability: dict | None) -> bytes
 
 def render() -> None:
     st.title("Model report")
-    card = common.card()
+    card = state.card()
     if not card:
         st.warning(
             "There is no model card (weights/model_card.json) beside the weights, so there is nothing to report. "
@@ -191,4 +192,4 @@ def render() -> None:
             st.markdown(f"**{label}:** {escape_markdown(value)}")
 
 
-common.run(render)
+widgets.run(render)

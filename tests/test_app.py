@@ -11,11 +11,11 @@ from conftest import encode, make_photo
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app.results import in_reading_order
 from fer import data
 from fer.batch import predict_batch
 from fer.config import CLASSES
 from fer.evaluate import compute_metrics
-from fer.results import in_reading_order
 
 NAVIGATION_NOTE = "Four expressions: happy, sad, surprise, neutral. A demo, not for decisions about people."
 PAGES = ["pages/predict.py", "pages/explain.py", "pages/dataset.py", "pages/report.py"]
@@ -708,9 +708,9 @@ def test_report_page_shows_headline_numbers_and_offers_the_html_export(no_datase
 
 
 def test_report_page_with_a_minimal_model_card(no_dataset, monkeypatch):
-    from pages import common
+    from app import state
 
-    monkeypatch.setattr(common, "card", lambda: {"name": "FerNet", "classes": list(CLASSES)})
+    monkeypatch.setattr(state, "card", lambda: {"name": "FerNet", "classes": list(CLASSES)})
     at = open_app("pages/report.py")
     assert texts(at.header) == ["Calibration"]
     assert [b.label for b in at.download_button] == ["Download the report (HTML)"]
@@ -720,31 +720,31 @@ def test_pages_draw_without_the_model_and_the_warm_up_loads_it_once(monkeypatch,
     import threading
 
     import fer.predict
-    from pages import common
+    from app import setup, state
 
     loads = []
     real_load = fer.predict.load_classifier
     monkeypatch.setattr(fer.predict, "load_classifier", lambda *a, **k: loads.append(1) or real_load(*a, **k))
-    common._classifier.clear()
+    state._classifier.clear()
     at = open_app()  # the Predict page with its sidebar switch, before any photo: the switch reads the checkpoint
     assert not at.exception and at.toggle(key="tta").value == fer.predict.served_with_tta()
     assert loads == []
 
     monkeypatch.delenv("FER_NO_WARMUP")
-    monkeypatch.setattr(common.warm_up, "started", False, raising=False)
-    common.warm_up()
+    setup.warm_up.cache_clear()
+    setup.warm_up()
     for thread in threading.enumerate():
-        if thread.name == common.WARM_UP_THREAD:
+        if thread.name == setup.WARM_UP_THREAD:
             thread.join(timeout=120)
     assert loads == [1]
-    common.classifier()  # what the first photo asks for: already loaded
+    state.classifier()  # what the first photo asks for: already loaded
     assert loads == [1]
 
 
 def test_the_served_default_and_the_same_explicit_setting_share_one_cached_pipeline(no_dataset, photo_with_faces):
-    from pages import common
+    from app import state
 
-    served = common.shipped_tta()
-    assert common.predictor() is common.predictor(served) is not common.predictor(not served)
+    served = state.shipped_tta()
+    assert state.predictor() is state.predictor(served) is not state.predictor(not served)
     jpeg = encode(photo_with_faces[0])
-    assert common.predict_photo(jpeg, "group.jpg") is common.predict_photo(jpeg, "group.jpg", tta=served)
+    assert state.predict_photo(jpeg, "group.jpg") is state.predict_photo(jpeg, "group.jpg", tta=served)

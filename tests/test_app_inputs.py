@@ -18,8 +18,8 @@ from conftest import encode, face_grid, iou, make_photo
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app.results import in_reading_order
 from fer.faces import MIN_SIDE
-from fer.results import in_reading_order
 
 NO_FACE_WARNING = "The face detector found no face in this photo"
 MAX_FACE_CARDS = 12  # pages/predict.py shows a card for the first 12 faces; every face is in the downloads

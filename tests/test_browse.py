@@ -1,11 +1,12 @@
-"""fer.browse: split predictions (cached), verdict filters, confusion cells and duplicate flags on real data."""
+"""app.browse: split predictions (cached), verdict filters, confusion cells and duplicate flags on real data."""
 
 import shutil
 
 import numpy as np
 import pytest
 
-from fer import browse, data
+from app import browse
+from fer import data
 from fer.config import CLASSES
 from fer.evaluate import compute_metrics
 from fer.predict import Classifier

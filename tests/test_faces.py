@@ -629,7 +629,7 @@ def test_a_face_turned_by_a_known_angle_comes_out_level(predictor, level_faces):
 
 
 def test_detector_finds_the_sample_photo_face_with_landmarks():
-    from fer.results import sample_photo
+    from app.results import sample_photo
 
     photo = np.asarray(load_image(sample_photo()).image)
     (face,) = FaceDetector().detect(photo)

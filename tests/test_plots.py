@@ -1,9 +1,8 @@
-"""fer.plots: one colour per class in every chart, and the clickable confusion matrix."""
+"""app.plots: one colour per class in every chart, and the clickable confusion matrix."""
 
 import numpy as np
 
-from fer.config import CLASSES
-from fer.plots import (
+from app.plots import (
     CLASS_COLORS,
     CONFUSION_SELECTION,
     class_balance_bars,
@@ -13,9 +12,10 @@ from fer.plots import (
     probability_bars,
     reliability_diagram,
     row_normalised,
-    score_text,
     training_curves,
 )
+from fer.config import CLASSES
+from fer.metrics import score_text
 
 MATRIX = [[50, 5, 3, 2], [4, 30, 1, 15], [2, 1, 40, 3], [0, 0, 0, 0]]
 

@@ -1,13 +1,11 @@
-"""fer.report: headline numbers, sections that follow the card, and the self-contained HTML export."""
+"""app.report: headline numbers, sections that follow the card, and the self-contained HTML export."""
 
 import copy
 import re
 
 import pytest
 
-from fer.checkpoint import read_card
-from fer.evaluate import reliability_bins
-from fer.report import (
+from app.report import (
     calibration_lines,
     calibration_summary,
     confusion_pair,
@@ -23,6 +21,8 @@ from fer.report import (
     uncertainty_numbers,
     uncertainty_summary,
 )
+from fer.checkpoint import read_card
+from fer.evaluate import reliability_bins
 
 MINIMAL = {"name": "FerNet", "classes": ["happy", "sad", "surprise", "neutral"]}
 

@@ -1,4 +1,4 @@
-"""fer.results: the annotated photo, the faces table and the CSV/JSON downloads, from real predictions."""
+"""app.results: the annotated photo, the faces table and the CSV/JSON downloads, from real predictions."""
 
 import io
 import json
@@ -9,10 +9,8 @@ import pytest
 from conftest import encode, iou, make_photo
 from PIL import Image
 
-from fer.batch import results_to_csv
-from fer.config import CLASSES
-from fer.plots import CLASS_COLORS
-from fer.results import (
+from app.plots import CLASS_COLORS
+from app.results import (
     DISPLAY_SIDE,
     THUMBNAIL_SIDE,
     annotate,
@@ -25,6 +23,8 @@ from fer.results import (
     results_json,
     sample_photo,
 )
+from fer.batch import results_to_csv
+from fer.config import CLASSES
 
 
 @pytest.fixture()

@@ -19,11 +19,11 @@ from conftest import encode, iou, make_photo
 from PIL import Image
 from playwright.sync_api import expect
 
+from app.plots import CLASS_COLORS
+from app.results import in_reading_order
 from fer.batch import predict_batch
 from fer.config import CLASSES
 from fer.explain import METHODS
-from fer.plots import CLASS_COLORS
-from fer.results import in_reading_order
 
 from .browser import (
     ROOT,

@@ -4,7 +4,7 @@ Every file the server process opens for writing while it handles a user's photos
 (tests/e2e/audited_streamlit.py); the working directory, the server's temp dir and the home cache
 dirs are compared before and after, and the photos' file names are looked for in every new file and
 in the server log. The only place the app may write is the dataset prediction cache
-(fer.browse.cache_dir(): probabilities for dataset splits, never images). The same promise for the
+(app.browse.cache_dir(): probabilities for dataset splits, never images). The same promise for the
 app in-process (AppTest, with a camera photo) is in tests/test_privacy.py.
 
 Start-up writes (the model's first load, matplotlib's font cache, torch's empty inductor cache folder,
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import encode, make_photo
 
-from fer import browse
+from app import browse
 
 from .browser import ROOT, VIEWPORT, free_port, launch, open_app, start_streamlit, stop, wait_idle
 from .footprint import changed, is_allowed, mentions, phone_sized_png, snapshot, watched_dirs
@@ -125,5 +125,5 @@ def test_served_app_writes_nothing_while_handling_a_small_photo(served):
 
 def test_served_app_writes_nothing_while_handling_a_phone_sized_photo(served):
     # Over 1 MB, Starlette would spool the upload to a temp file (an `open` of the temp folder itself,
-    # O_TMPFILE: unnamed, but its bytes on disk); the app raises its spool limit (common.keep_uploads_in_memory).
+    # O_TMPFILE: unnamed, but its bytes on disk); the app raises its spool limit (setup.keep_uploads_in_memory).
     assert served["steps"]["large"] == [], served["steps"]["large"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fer.config import CLASSES
+from fer.metrics import score_text
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and on a projector.
 CLASS_COLORS = {"happy": "#E69F00", "sad": "#0072B2", "surprise": "#CC79A7", "neutral": "#009E73"}
@@ -21,11 +22,6 @@ CONFUSION_SCALE = "blues"
 
 def class_color(name: str) -> str:
     return CLASS_COLORS[name]
-
-
-def score_text(value: float) -> str:
-    """A faithfulness score as shown everywhere: signed, two decimals, never '-0.00'."""
-    return f"{round(float(value), 2) + 0.0:+.2f}"  # + 0.0 turns a rounded -0.0 into 0.0
 
 
 def _layout(fig, height: int, title: str | None = None, **extra):

@@ -14,7 +14,7 @@ import html
 from dataclasses import dataclass
 from datetime import date
 
-from fer import plots
+from app import plots
 from fer.config import CLASSES
 
 PREFERRED_SPLITS = ("validation", "test")

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 
 from PIL import Image, ImageDraw, ImageFont
 
+from app.plots import CLASS_COLORS
 from fer.config import CLASSES
 from fer.faces import reading_order
-from fer.plots import CLASS_COLORS
 from fer.predict import FaceResult, PhotoResult
 
 SAMPLE_NAME = "astronaut.png"
@@ -157,7 +157,7 @@ FACES_TABLE_COLUMNS = [
 def faces_table(results: list[PhotoResult], in_percent: bool = False):
     """A pandas DataFrame with one row per face (for the screen): file, face number, label, probabilities, box.
 
-    `in_percent`: confidence and probabilities in percent (85.2 for 85.2%), for fer.report.PERCENT_FORMAT.
+    `in_percent`: confidence and probabilities in percent (85.2 for 85.2%), for app.report.PERCENT_FORMAT.
     """
     import pandas as pd
 

@@ -1,0 +1,216 @@
+"""What the pages share, loaded once per process: the model, explainer, model card, photo results and
+dataset splits, each cached (st.cache_resource / st.cache_data) and keyed by the weights file's stamp,
+so new weights dropped in while the app runs are picked up on the next rerun."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from fer.checkpoint import card_path_for, read_card, weights_path
+from fer.config import environment
+from fer.errors import DataError, FerError
+
+
+def _file_stamp(path: Path) -> tuple[str, int, int]:
+    """Path, mtime and size: new weights dropped in while the app runs are picked up on the next rerun."""
+    try:
+        stat = path.stat()
+        return str(path), stat.st_mtime_ns, stat.st_size
+    except OSError:
+        return str(path), 0, 0
+
+
+def weights_stamp() -> tuple[str, int, int]:
+    return _file_stamp(weights_path())
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=2)
+def _classifier(stamp):
+    from app.setup import use_torch_threads
+    from fer.predict import load_classifier
+
+    use_torch_threads()  # before the first torch work of the process
+    return load_classifier()
+
+
+def classifier():
+    return _classifier(weights_stamp())
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _predictor(stamp, tta: bool):
+    from fer.predict import Predictor
+
+    return Predictor(_classifier(stamp).with_tta(tta))
+
+
+def _resolved(tta: bool | None) -> bool:
+    """None means as the weights are served: resolved before the caches, so one setting is one entry."""
+    return shipped_tta() if tta is None else tta
+
+
+def predictor(tta: bool | None = None):
+    """The photo pipeline; `tta` also classifies each face mirrored and averages (one batch of two: about
+    twice the model time); None: as the weights are served."""
+    return _predictor(weights_stamp(), _resolved(tta))
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _explainer(stamp):
+    from fer.explain import Explainer
+
+    return Explainer.for_classifier(_classifier(stamp))
+
+
+def explainer():
+    return _explainer(weights_stamp())
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _card(stamp) -> dict | None:
+    return read_card(weights_path())
+
+
+def card() -> dict | None:
+    """The model card beside the shipped weights (None when there is none)."""
+    return _card(_file_stamp(card_path_for(weights_path())))
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()[:16]
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
+def _predict(data: bytes, name: str, detect: bool, stamp, tta: bool):
+    # In memory only (uploads never touch the disk); the same bytes are not decoded twice.
+    return _predictor(stamp, tta).predict(data, name=name, detect=detect)
+
+
+def predict_photo(data: bytes, name: str, detect: bool = True, tta: bool | None = None):
+    return _predict(data, name, detect, weights_stamp(), _resolved(tta))
+
+
+@st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
+def _photo_for_display(data: bytes, name: str, detect: bool, stamp, tta: bool):
+    from app.results import for_display
+
+    return for_display(_predict(data, name, detect, stamp, tta))
+
+
+def photo_for_display(data: bytes, name: str, detect: bool = True, tta: bool | None = None):
+    """The photo's result as the Predict page shows it (app.results.ShownPhoto), cached like `predict_photo`."""
+    return _photo_for_display(data, name, detect, weights_stamp(), _resolved(tta))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _cams(faces: np.ndarray, method: str, targets: tuple, layer: str, stamp) -> np.ndarray:
+    return _explainer(stamp).cams(faces, method, list(targets), layer)
+
+
+def cams(faces: np.ndarray, method: str, targets, layer: str) -> np.ndarray:
+    """Saliency maps for a batch of faces (cached: moving the opacity slider recomputes nothing)."""
+    return _cams(np.asarray(faces, dtype=np.uint8), method, tuple(int(t) for t in targets), layer, weights_stamp())
+
+
+@st.cache_data(show_spinner=False)
+def sample_photo() -> bytes:
+    from app.results import sample_photo as load
+
+    return load()
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _served_with_tta(stamp) -> bool:
+    from fer.predict import served_with_tta
+
+    return served_with_tta()
+
+
+def shipped_tta() -> bool:
+    """Whether the weights are served with flip TTA by default (`fer card --tta`); False if they do not load.
+
+    Read from the checkpoint's metadata, not the loaded classifier: the sidebar draws at once on a first
+    visit, while the model loads in the background warm-up or for the first photo."""
+    try:
+        return _served_with_tta(weights_stamp())
+    except FerError:  # the page that needs the model says what is wrong with it
+        return False
+
+
+def data_dir_setting_allowed() -> bool:
+    return environment().allow_data_dir_setting
+
+
+def data_root() -> tuple[Path | None, str | None]:
+    """The dataset folder (the page's setting where allowed, else FER_DATA_DIR, else ../shared/data/...) or why there is none.
+
+    The reason may name server paths: pages show it only in the "Dataset location" expander.
+    """
+    from fer.data import find_data_dir
+
+    setting = None
+    if data_dir_setting_allowed():
+        setting = (st.session_state.get("data_dir") or "").strip() or None
+    try:
+        root = find_data_dir(setting)
+    except DataError as error:
+        return None, str(error)
+    if not _has_images(root):
+        return None, f"No happy/sad/surprise/neutral image folders under {root}."
+    return root, None
+
+
+def _has_images(root: Path) -> bool:
+    from fer.config import CLASSES, SPLITS
+
+    folders = [root / s for s in SPLITS] + [root]
+    return any((folder / name).is_dir() and any((folder / name).iterdir()) for folder in folders for name in CLASSES)
+
+
+def splits_in(root: Path) -> list[str]:
+    """Split folders of the dataset; [''] for a plain folder of class folders."""
+    from fer.config import SPLITS
+
+    found = [s for s in SPLITS if (root / s).is_dir()]
+    return found or [""]
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def load_split(root: str, split: str):
+    from fer.data import load_folder
+
+    return load_folder(root, split or None)
+
+
+@st.cache_data(show_spinner=False, max_entries=6)
+def split_flags(root: str, split: str) -> list[str]:
+    """Duplicate / conflicting-label flags for the split, from duplicate_groups.csv or the pixels."""
+    from app import browse
+
+    faces = load_split(root, split)
+    csv_file = browse.find_duplicates_file(Path(root))
+    if csv_file is not None:
+        groups = browse.read_duplicate_groups(csv_file)
+    else:
+        groups = browse.groups_from_pixels({s: load_split(root, s) for s in splits_in(Path(root))})
+    return browse.duplicate_flags(faces, groups)
+
+
+def split_predictions(root: str, split: str, tta: bool | None = None) -> np.ndarray:
+    """The split's probabilities (`tta`: with the mirrored face too; None: as served); a progress bar shows
+    while they are computed the first time."""
+    from app import browse
+
+    faces = load_split(root, split)
+    placeholder = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        placeholder.progress(done / total, text=f"Classifying the {split or 'dataset'} images: {done:,} of {total:,}")
+
+    probs = browse.split_predictions(classifier().with_tta(_resolved(tta)), faces, progress=progress)
+    placeholder.empty()
+    return probs
