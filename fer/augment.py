@@ -142,23 +142,3 @@ def mixup(
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
     perm = torch.randperm(images.shape[0], generator=generator)
     return lam * images + (1 - lam) * images[perm], lam * targets + (1 - lam) * targets[perm]
-
-
-def cutmix(
-    images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Paste one rectangle of a random partner into each image (Yun et al. 2019); the targets mix by the
-    pasted share of the area. One box per batch, its area 1 - lambda with lambda ~ Beta(alpha, alpha)."""
-    if alpha <= 0:
-        return images, targets
-    size = images.shape[-1]
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    side = int(round(size * math.sqrt(1 - lam)))
-    cy, cx = (int(v) for v in torch.randint(size, (2,), generator=generator))
-    top, bottom = max(cy - side // 2, 0), min(cy + side - side // 2, size)
-    left, right = max(cx - side // 2, 0), min(cx + side - side // 2, size)
-    perm = torch.randperm(images.shape[0], generator=generator)
-    mixed = images.clone()
-    mixed[..., top:bottom, left:right] = images[perm][..., top:bottom, left:right]
-    pasted = (bottom - top) * (right - left) / (size * size)  # the box is clipped at the borders
-    return mixed, (1 - pasted) * targets + pasted * targets[perm]

@@ -168,21 +168,6 @@ def twins_in(faces: FaceSet, reference: FaceSet) -> np.ndarray:
     return np.array([h in known for h in faces.pixel_hashes], dtype=bool)
 
 
-def deduplicate(faces: FaceSet) -> tuple[FaceSet, dict[str, int]]:
-    """Keep one copy of each pixel-identical group; drop groups whose copies disagree on the label."""
-    groups: dict[str, list[int]] = {}
-    for i, h in enumerate(faces.pixel_hashes):
-        groups.setdefault(h, []).append(i)
-    keep, conflicting, repeated = [], 0, 0
-    for members in groups.values():
-        if len({int(faces.labels[i]) for i in members}) > 1:
-            conflicting += len(members)
-            continue
-        keep.append(members[0])
-        repeated += len(members) - 1
-    return faces.subset(sorted(keep)), {"dropped_repeats": repeated, "dropped_conflicting": conflicting}
-
-
 def find_votes_file(data_root: Path) -> Path | None:
     """FERPlus votes CSV next to the dataset root (or inside it), if there is one."""
     for candidate in (data_root / VOTES_FILE, data_root.parent / VOTES_FILE):
@@ -226,16 +211,6 @@ def crowd_distribution(faces: FaceSet, votes: dict[str, dict[str, str]]) -> tupl
     return _shares(four), four.sum(axis=1) > 0
 
 
-def soft_targets(faces: FaceSet, votes: dict[str, dict[str, str]] | None, crowd_weight: float) -> np.ndarray:
-    """Training targets: (1 - w) * one-hot folder label + w * crowd vote share (w=0: hard labels)."""
-    onehot = np.eye(len(CLASSES), dtype=np.float32)[faces.labels]
-    if not votes or crowd_weight <= 0:
-        return onehot
-    dist, has_votes = crowd_distribution(faces, votes)
-    dist[~has_votes] = onehot[~has_votes]
-    return (1 - crowd_weight) * onehot + crowd_weight * dist
-
-
 def crowd_vote_shares(faces: FaceSet, votes: dict[str, dict[str, str]] | None) -> np.ndarray:
     """Per image, the crowd's vote share over all ten FERPlus columns (ALL_VOTE_COLUMNS); zeros without votes.
 
@@ -269,10 +244,3 @@ def crowd_agrees(faces: FaceSet, votes: dict[str, dict[str, str]]) -> tuple[np.n
 def fer2013_usage(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
     """Per image, its FER2013 usage (Training / PublicTest / PrivateTest), or '' when unknown."""
     return np.array([votes.get(key, {}).get("fer2013_usage", "") for key in faces.keys])
-
-
-def crowd_not_a_face(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
-    """Mask of images the crowd mostly called 'not a face' or 'unknown'."""
-    counts = vote_counts(faces, votes)[0]
-    expressions = len(VOTE_COLUMNS) + len(OUT_OF_SCOPE_VOTES)  # unknown and NF come after them
-    return counts[:, expressions:].sum(axis=1) > counts[:, :expressions].sum(axis=1)

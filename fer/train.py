@@ -25,8 +25,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from fer import data
-from fer.augment import AugmentConfig, augment, cutmix, mixup
-from fer.checkpoint import load_model, save_weights
+from fer.augment import AugmentConfig, augment, mixup
+from fer.checkpoint import save_weights
+from fer.config import CLASSES
 from fer.model import FerNet, ModelConfig, count_macs, count_params
 
 
@@ -36,15 +37,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/train", help="output folder: best.pt, last_state.pt, history.json")
     p.add_argument("--epochs", type=int, default=90)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--opt", choices=["sgd", "adamw"], default="adamw")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (2e-3 for AdamW, ~0.1 for SGD)")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--wd", type=float, default=0.05, help="weight decay (0.05 for AdamW, ~5e-4 for SGD)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of AdamW")
+    p.add_argument("--wd", type=float, default=0.05, help="AdamW's weight decay (not on biases and norms)")
     p.add_argument("--warmup-epochs", type=float, default=2.0)
     p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--crowd-weight", type=float, default=0.0, help="weight of FERPlus vote shares in the targets")
-    p.add_argument("--drop-junk", action="store_true", help="drop train images the crowd calls not-a-face/unknown")
-    p.add_argument("--dedup", action="store_true", help="drop repeated and conflicting pixel-identical train images")
     p.add_argument(
         "--crowd-aux",
         type=float,
@@ -53,22 +49,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         "the four-class head still learns the folder labels, and the auxiliary head is not shipped",
     )
     p.add_argument("--mixup", type=float, default=0.2, help="mixup alpha (0 = off)")
-    p.add_argument(
-        "--cutmix",
-        type=float,
-        default=0.0,
-        help="cutmix alpha (0 = off); with --mixup too, each batch uses one of the two",
-    )
-    p.add_argument(
-        "--teacher", help="weights of a trained model to distil from (knowledge distillation; off if not given)"
-    )
-    p.add_argument("--kd-weight", type=float, default=0.5, help="share of the loss that follows the teacher")
-    p.add_argument("--kd-temperature", type=float, default=2.0, help="softens both models' outputs for distillation")
     p.add_argument("--ema-decay", type=float, default=0.999, help="per-step EMA decay (0 = no EMA)")
-    p.add_argument(
-        "--init",
-        help="start from these weights (their architecture; --widths/--depths/--se are then ignored): fine-tuning",
-    )
     p.add_argument("--widths", type=int, nargs="+", default=list(ModelConfig.widths))
     p.add_argument("--depths", type=int, nargs="+", default=[1, 1, 2, 1])
     p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
@@ -138,12 +119,6 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
 
 
-def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cross-entropy with the teacher's softened probabilities (Hinton et al. 2015); T^2 keeps gradients comparable."""
-    soft_targets = F.softmax(teacher_logits.float() / temperature, dim=1)
-    return soft_cross_entropy(logits.float() / temperature, soft_targets) * temperature**2
-
-
 @torch.no_grad()
 def predict_logits(
     model: torch.nn.Module, images: np.ndarray, batch_size: int = 512, bf16: bool = False
@@ -167,7 +142,6 @@ class TrainState:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator  # drives the order, the augmentation and mixup partners: seeded, resumable
     ema: EMA | None = None
-    teacher: torch.nn.Module | None = None  # knowledge distillation (--teacher)
     crowd_head: torch.nn.Linear | None = None  # auxiliary crowd-vote head (--crowd-aux), not shipped
 
 
@@ -176,7 +150,7 @@ def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor
     when the crowd head is on."""
     model, generator, scheduler = state.model, state.generator, state.scheduler
     model.train()
-    n, n_classes = len(images), len(data.CLASSES)
+    n, n_classes = len(images), len(CLASSES)
     order = torch.randperm(n, generator=generator)
     steps = n // args.batch_size  # drop the last partial batch: BatchNorm dislikes tiny batches
     aug = AugmentConfig(
@@ -191,19 +165,14 @@ def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor
         y = targets[idx]  # a copy (index tensor), so smoothing below leaves `targets` alone
         if args.label_smoothing > 0:  # the folder labels only; vote shares are soft already
             y[:, :n_classes] = y[:, :n_classes] * (1 - args.label_smoothing) + args.label_smoothing / n_classes
-        use_cutmix = args.cutmix > 0 and (args.mixup <= 0 or bool(torch.rand(1, generator=generator) < 0.5))
-        x, y = cutmix(x, y, args.cutmix, generator) if use_cutmix else mixup(x, y, args.mixup, generator)
+        x, y = mixup(x, y, args.mixup, generator)
         # Augmentation runs on the CPU with the seeded generator, so a GPU run sees the same batches.
         x, y = x.to(device).contiguous(memory_format=torch.channels_last), y.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=not args.no_bf16):
             embedding = model.embed(x)
             logits = model.head(model.dropout(embedding))
             crowd_logits = state.crowd_head(embedding) if state.crowd_head is not None else None
-            teacher_logits = state.teacher(x) if state.teacher is not None else None
         loss = soft_cross_entropy(logits, y[:, :n_classes])
-        if teacher_logits is not None:  # the teacher reads the same augmented, mixed batch
-            kd = distillation_loss(logits, teacher_logits, args.kd_temperature)
-            loss = (1 - args.kd_weight) * loss + args.kd_weight * kd
         if crowd_logits is not None:  # images without votes have all-zero shares: no loss
             loss = loss + args.crowd_aux * soft_cross_entropy(crowd_logits, y[:, n_classes:])
         state.optimizer.zero_grad(set_to_none=True)
@@ -250,18 +219,11 @@ def prepare_data(args) -> tuple[data.FaceSet, torch.Tensor, data.FaceSet, dict]:
         train = train.subset(np.sort(rng.permutation(len(train))[: args.train_limit]))
     if args.val_limit:
         val = val.subset(np.sort(rng.permutation(len(val))[: args.val_limit]))
-    if args.dedup:
-        train, info["dedup"] = data.deduplicate(train)
     votes_file = data.find_votes_file(root)
-    wants_votes = args.crowd_weight > 0 or args.drop_junk or args.crowd_aux > 0
-    votes = data.load_votes(votes_file) if votes_file and wants_votes else None
+    votes = data.load_votes(votes_file) if votes_file and args.crowd_aux > 0 else None
     if args.crowd_aux > 0 and not votes:
         raise data.DataError(f"--crowd-aux needs {data.VOTES_FILE} next to the dataset at {root}")
-    if args.drop_junk and votes:
-        junk = data.crowd_not_a_face(train, votes)
-        train = train.subset(~junk)
-        info["dropped_junk"] = int(junk.sum())
-    targets = torch.from_numpy(data.soft_targets(train, votes, args.crowd_weight))
+    targets = torch.from_numpy(np.eye(len(CLASSES), dtype=np.float32)[train.labels])
     if args.crowd_aux > 0:
         targets = torch.cat([targets, torch.from_numpy(data.crowd_vote_shares(train, votes))], dim=1)
     info.update(n_train=len(train), n_val=len(val), votes_file=str(votes_file) if votes else None)
@@ -281,17 +243,9 @@ def main(args) -> dict:
     config = ModelConfig(
         widths=tuple(args.widths), depths=tuple(args.depths), dropout=args.dropout, se_reduction=args.se
     )
-    initial = None
-    if args.init:
-        initial = load_model(args.init)[0]
-        config = initial.config
-        print(f"starting from {args.init}")
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    model = FerNet(config)
-    if initial is not None:
-        model.load_state_dict(initial.state_dict())
-    model = model.to(device, memory_format=torch.channels_last)
+    model = FerNet(config).to(device, memory_format=torch.channels_last)
     print(f"model: {count_params(model) / 1e6:.2f} M params, {count_macs(model) / 1e6:.0f} M MACs per face")
     crowd_head = None
     if args.crowd_aux > 0:
@@ -301,21 +255,14 @@ def main(args) -> dict:
     for param in trained_params:
         (no_decay if param.ndim <= 1 else decay).append(param)
     groups = [{"params": decay, "weight_decay": args.wd}, {"params": no_decay, "weight_decay": 0.0}]
-    if args.opt == "sgd":
-        optimizer = torch.optim.SGD(groups, lr=args.lr, momentum=args.momentum, nesterov=True)
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=args.lr)
+    optimizer = torch.optim.AdamW(groups, lr=args.lr)
     steps_per_epoch = len(train) // args.batch_size
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(args.epochs * steps_per_epoch, int(args.warmup_epochs * steps_per_epoch))
     )
     ema = EMA(model, args.ema_decay) if args.ema_decay > 0 else None
-    teacher = None
-    if args.teacher:
-        teacher = load_model(args.teacher)[0].to(device, memory_format=torch.channels_last).requires_grad_(False)
-        print(f"distilling from {args.teacher} ({count_macs(teacher) / 1e6:.0f} M MACs per face)")
     generator = torch.Generator().manual_seed(args.seed)
-    train_state = TrainState(model, optimizer, scheduler, generator, ema, teacher, crowd_head)
+    train_state = TrainState(model, optimizer, scheduler, generator, ema, crowd_head)
 
     history, best, start_epoch, train_time = [], {"val_accuracy": -1.0, "epoch": -1}, 0, 0.0
     wall_start, wall_before = time.perf_counter(), 0.0

@@ -57,31 +57,11 @@ def test_find_data_dir_precedence(tmp_path, monkeypatch, tiny_dataset):
     assert data.find_data_dir() == data.DEFAULT_DATA_DIR
 
 
-def test_twins_and_deduplication_on_the_real_dataset(data_root):
+def test_twins_on_the_real_dataset(data_root):
     # The dataset notes: 306 validation images have a pixel-identical twin in train.
     train = data.load_folder(data_root, "train")
     validation = data.load_folder(data_root, "validation")
     assert int(data.twins_in(validation, train).sum()) == 306
-    unique, stats = data.deduplicate(train)
-    assert len(set(unique.pixel_hashes)) == len(unique)
-    assert len(unique) + stats["dropped_repeats"] + stats["dropped_conflicting"] == len(train)
-    assert stats["dropped_conflicting"] > 0
-
-
-def test_soft_targets_mix_folder_label_and_crowd_votes(data_root, val_subset):
-    votes = data.load_votes(data.find_votes_file(data_root))
-    hard = data.soft_targets(val_subset, votes, 0.0)
-    assert np.array_equal(hard.argmax(1), val_subset.labels) and np.allclose(hard.sum(1), 1)
-    mixed = data.soft_targets(val_subset, votes, 0.5)
-    assert np.allclose(mixed.sum(1), 1)
-    dist, has_votes = data.crowd_distribution(val_subset, votes)
-    # A few faces get no vote for any of our four classes (the crowd saw anger, fear, ...): they keep the folder label.
-    assert has_votes.mean() > 0.95
-    assert np.allclose(mixed[~has_votes], hard[~has_votes])
-    # Elsewhere every target is halfway between the one-hot label and the crowd's shares.
-    assert np.allclose(mixed[has_votes], 0.5 * hard[has_votes] + 0.5 * dist[has_votes])
-    # The crowd disagrees with the folder on some images (sad vs neutral above all).
-    assert (dist.argmax(1) != val_subset.labels).any()
 
 
 def test_crowd_vote_shares_cover_all_ten_columns_of_the_votes_file(data_root, val_subset):
