@@ -15,6 +15,7 @@ import csv
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +24,23 @@ import numpy as np
 
 from fer.config import CLASSES, environment
 from fer.data import FaceSet
+from fer.evaluate import score_faces
 from fer.predict import Classifier
 
 VERDICTS = ("all", "right", "wrong", "most confident mistakes", "least confident")
 DUPLICATES_FILE = "duplicate_groups.csv"
-BATCH_SIZE = 256
 
-_memory: dict[tuple[str, str], np.ndarray] = {}
+MEMORY_ENTRIES = 8  # split predictions kept in memory (a few hundred KB each); the disk cache keeps the rest
+_memory: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 _memory_lock = threading.Lock()
+
+
+def _remember(key: tuple[str, str], probs: np.ndarray) -> None:
+    with _memory_lock:
+        _memory[key] = probs
+        _memory.move_to_end(key)
+        while len(_memory) > MEMORY_ENTRIES:
+            _memory.popitem(last=False)
 
 
 def cache_dir() -> Path:
@@ -70,6 +80,7 @@ def cached_predictions(classifier: Classifier, faces: FaceSet, folder: Path | No
 def _lookup(key: tuple[str, str], folder: Path, n: int) -> np.ndarray | None:
     with _memory_lock:
         if key in _memory:
+            _memory.move_to_end(key)
             return _memory[key]
     file = _cache_file(folder, key)
     try:
@@ -78,8 +89,7 @@ def _lookup(key: tuple[str, str], folder: Path, n: int) -> np.ndarray | None:
         return None
     if probs.shape != (n, len(CLASSES)):
         return None
-    with _memory_lock:
-        _memory[key] = probs
+    _remember(key, probs)
     return probs
 
 
@@ -95,15 +105,9 @@ def split_predictions(
     probs = _lookup(key, folder, len(faces))
     if probs is not None:
         return probs
-    chunks, total = [], len(faces)
-    for start in range(0, total, BATCH_SIZE):
-        chunks.append(classifier.predict_proba(faces.images[start : start + BATCH_SIZE]))
-        if progress:
-            progress(min(start + BATCH_SIZE, total), total)
-    probs = np.concatenate(chunks) if chunks else np.zeros((0, len(CLASSES)), dtype=np.float32)
+    probs = score_faces(classifier, faces.images, progress)[1]
     probs.setflags(write=False)
-    with _memory_lock:
-        _memory[key] = probs
+    _remember(key, probs)
     try:  # the disk cache is a convenience: a read-only checkout still works
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / f".{os.getpid()}-{threading.get_ident()}.npy"

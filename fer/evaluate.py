@@ -14,9 +14,11 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from fer import data
 from fer.calibrate import softmax, uncertainty_report
@@ -37,6 +39,28 @@ def known_train_split(split: str | None, root: Path) -> Path | None:
     return None
 
 
+def score_faces(
+    classifier: Classifier, images: np.ndarray, progress: Callable[[int, int], None] | None = None, chunk: int = 256
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw logits (N, 4), calibrated probabilities (N, 4) and uncertainties (N,) for uint8 (N, 48, 48) faces.
+
+    The one way a split is scored: `fer evaluate` and the app's Dataset page both call this.
+    `progress(done, total)` is called after each chunk."""
+    logits, embeddings, total = [], [], len(images)
+    for start in range(0, total, chunk):
+        chunk_logits, chunk_embeddings = classifier.outputs(images[start : start + chunk], batch_size=chunk)
+        logits.append(chunk_logits)
+        embeddings.append(chunk_embeddings)
+        if progress:
+            progress(min(start + chunk, total), total)
+    if not logits:
+        empty = np.zeros((0, len(CLASSES)), np.float32)
+        return empty, empty, np.zeros(0, np.float32)
+    logits = torch.cat(logits).numpy()
+    probs = softmax(logits, classifier.temperature).astype(np.float32)
+    return logits, probs, classifier.uncertainty(probs, torch.cat(embeddings))
+
+
 def evaluate_faces(
     classifier: Classifier, faces: data.FaceSet, train: data.FaceSet | None = None, votes: dict | None = None
 ) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -48,10 +72,7 @@ def evaluate_faces(
     label, and how well the uncertainty flag catches faces the crowd saw as another
     expression.
     """
-    logits, embeddings = classifier.outputs(faces.images)
-    logits = logits.numpy()
-    probs = softmax(logits, classifier.temperature).astype(np.float32)
-    uncertainty = classifier.uncertainty(probs, embeddings)
+    logits, probs, uncertainty = score_faces(classifier, faces.images)
     labels = faces.labels
     report = compute_metrics(labels, probs)
     report["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)

@@ -32,7 +32,7 @@ def test_split_predictions_match_the_classifier_and_report_progress(classifier, 
     np.testing.assert_allclose(probs, classifier.predict_proba(val_subset.images), atol=1e-6)
     assert calls[-1] == (len(val_subset), len(val_subset))
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
-    assert len(calls) == -(-len(val_subset) // browse.BATCH_SIZE)
+    assert len(calls) == -(-len(val_subset) // 256)
 
 
 def test_split_predictions_are_cached_in_memory_and_on_disk(classifier, val_subset, cache_folder):
@@ -143,3 +143,21 @@ def test_flags_computed_from_pixels_for_another_dataset(tiny_dataset, tmp_path):
     assert test_flags["test/sad/conflict.jpg"].startswith("conflicting labels")
     train_flags = browse.duplicate_flags(splits["train"], groups)
     assert sum(bool(f) for f in train_flags) >= 1
+
+
+def test_the_dataset_page_and_fer_evaluate_score_a_split_identically(classifier, val_subset, cache_folder):
+    from fer.evaluate import evaluate_faces
+
+    report, probs, _ = evaluate_faces(classifier, val_subset)
+    shown = browse.split_predictions(classifier, val_subset)
+    assert np.array_equal(shown, probs)
+    assert compute_metrics(val_subset.labels, shown)["accuracy"] == report["accuracy"]
+
+
+def test_the_memory_cache_keeps_only_the_latest_splits(classifier, val_subset, cache_folder):
+    splits = [val_subset.subset(np.arange(i, i + 8)) for i in range(browse.MEMORY_ENTRIES + 2)]
+    for faces in splits:
+        browse.split_predictions(classifier, faces)
+    assert len(browse._memory) == browse.MEMORY_ENTRIES
+    # The oldest is gone from memory but still on disk.
+    assert browse.cached_predictions(classifier, splits[0]) is not None
