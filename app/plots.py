@@ -20,10 +20,6 @@ FONT = "Source Sans Pro, Helvetica, Arial, sans-serif"
 CONFUSION_SCALE = "blues"
 
 
-def class_color(name: str) -> str:
-    return CLASS_COLORS[name]
-
-
 def _layout(fig, height: int, title: str | None = None, **extra):
     fig.update_layout(
         template="plotly_white",

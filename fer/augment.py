@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from fer.model import to_tensor
+
 
 @dataclass
 class AugmentConfig:
@@ -128,7 +130,7 @@ def degrade_faces(faces: np.ndarray, p: float = 0.5, seed: int = 0, batch_size: 
     generator = torch.Generator().manual_seed(seed)
     out = []
     for start in range(0, len(faces), batch_size):
-        x = torch.from_numpy(np.asarray(faces[start : start + batch_size])).unsqueeze(1).float().div_(255)
+        x = to_tensor(faces[start : start + batch_size])
         out.append((degrade(x, p, generator)[:, 0] * 255).round().to(torch.uint8).numpy())
     return np.concatenate(out) if out else np.zeros((0, *faces.shape[1:]), np.uint8)
 

@@ -34,11 +34,7 @@ from fer.evaluate import evaluate_folder
 from fer.model import count_macs, count_params, describe
 from fer.predict import DEFAULT_UNCERTAINTY_THRESHOLD, Classifier
 
-# Activation ranges from 8,192 faces: validation 0.8154-0.8174 in int8 on three draws, vs 0.8135-0.8145 with
-# 2,048 (three draws; float 0.8164), on the previous model. Small (~15 images), but the same direction on every
-# draw. On the shipped model three draws of 8,192 gave 0.8218-0.8226 (float 0.8252) before the input was quantized
-# exactly (fer/quantize.py); 0.8244 since, with seed 0.
-INT8_CALIBRATION_FACES = 8192
+INT8_CALIBRATION_FACES = 8192  # train faces the int8 activation ranges are observed on (docs/reliability.md)
 
 PREPROCESSING = (
     "Photo decoded safely, turned upright by EXIF, converted to RGB then to 8-bit grayscale (ITU-R 601 luma); "

@@ -20,6 +20,12 @@ from fer.errors import WeightsError
 from fer.model import FerNet, ModelConfig
 
 FORMAT = "fer-checkpoint-v1"
+# Loading the int8 tensors makes torch announce deprecations that are no fault of the file. Filtered once
+# here, at import, because warnings.catch_warnings() is not thread-safe (the app loads in a thread).
+warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
+warnings.filterwarnings(
+    "ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel", category=UserWarning
+)
 CARD_NAME = "model_card.json"
 
 
@@ -115,9 +121,7 @@ def read_checkpoint(path: str | os.PathLike, verify: bool | None = None) -> dict
                 f"model card expects {expected[:12]}.... Restore it from the repository or retrain."
             )
     try:
-        with warnings.catch_warnings():  # int8 tensors trigger torch's deprecation notices on load
-            warnings.simplefilter("ignore", UserWarning)
-            payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a bad file: pickle, zip, runtime errors
         raise WeightsError(f"{path} is not a readable fer checkpoint ({type(error).__name__}: {error}).") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

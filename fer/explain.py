@@ -111,7 +111,7 @@ class Explainer:
         """(N, 48, 48) maps in [0, 1] for faces (N, 48, 48) uint8; targets: class index per face (None: predicted)."""
         cam_class = _cam_class(method)
         class_score = grad_cam().utils.model_targets.ClassifierOutputTarget
-        x = Classifier.to_batch(np.array(faces))  # a writable copy: torch warns on read-only arrays
+        x = Classifier.to_batch(faces)
         if len(x) == 0:
             return np.zeros((0, *x.shape[2:]), dtype=np.float32)
         module = layer_module(self.model, layer or self.default_layer)
@@ -121,12 +121,11 @@ class Explainer:
             if targets is None:
                 with torch.no_grad():
                     targets = self.model(x).argmax(1).tolist()
-            cam = cam_class(model=self.model, target_layers=[module])
             try:
-                cam.batch_size = 256  # Score-CAM: all feature maps of a face in one forward pass
-                maps = cam(input_tensor=x, targets=[class_score(int(t)) for t in targets])
+                with cam_class(model=self.model, target_layers=[module]) as cam:  # releases its hooks on exit
+                    cam.batch_size = 256  # Score-CAM: all feature maps of a face in one forward pass
+                    maps = cam(input_tensor=x, targets=[class_score(int(t)) for t in targets])
             finally:
-                cam.activations_and_grads.release()
                 self.model.zero_grad(set_to_none=True)
         return np.clip(np.nan_to_num(maps.astype(np.float32)), 0.0, 1.0)
 
@@ -152,7 +151,7 @@ class Explainer:
         """
         road = grad_cam().metrics.road
 
-        x = Classifier.to_batch(np.array(faces))
+        x = Classifier.to_batch(faces)
         cams = np.asarray(cams, dtype=np.float32)
         percentiles = list(FAITHFULNESS_PERCENTILES)
         scores = []
@@ -202,21 +201,19 @@ def random_map(shape=(48, 48), seed: int = 0) -> np.ndarray:
 
 
 def overlay(face: np.ndarray, cam: np.ndarray, opacity: float = 0.5, size: int = 192) -> np.ndarray:
-    """The face (48x48 gray) enlarged to `size` with the map as a heat colour on top: RGB uint8."""
+    """The face (48x48 gray) enlarged to `size` with the map as a heat colour on top: RGB uint8.
+
+    pytorch-grad-cam's show_cam_on_image blends them; at opacity 0 the face is shown as it is (that
+    function would rescale its brightness), as the model saw it."""
     import cv2
 
     gray = np.asarray(Image.fromarray(np.asarray(face, dtype=np.uint8)).resize((size, size), Image.Resampling.BICUBIC))
-    heat_index = np.uint8(
-        np.clip(cv2.resize(np.float32(cam), (size, size), interpolation=cv2.INTER_LINEAR), 0, 1) * 255
-    )
-    heat = cv2.cvtColor(cv2.applyColorMap(heat_index, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    rgb = np.repeat(gray[..., None], 3, axis=2)
     opacity = float(np.clip(opacity, 0.0, 1.0))
-    blended = (1 - opacity) * np.repeat(gray[..., None], 3, axis=2) + opacity * heat
-    return np.clip(blended, 0, 255).astype(np.uint8)
-
-
-def class_index(name_or_index) -> int:
-    """A class given by name or index -> its index in CLASSES."""
-    if isinstance(name_or_index, str):
-        return CLASSES.index(name_or_index)
-    return int(name_or_index)
+    if opacity == 0:
+        return rgb
+    mask = np.clip(cv2.resize(np.float32(cam), (size, size), interpolation=cv2.INTER_LINEAR), 0, 1)
+    show_cam_on_image = grad_cam().utils.image.show_cam_on_image
+    return show_cam_on_image(
+        np.float32(rgb) / 255, mask, use_rgb=True, colormap=cv2.COLORMAP_TURBO, image_weight=1 - opacity
+    )

@@ -35,7 +35,6 @@ DETECT_MIN_SHORT = 128  # ...but a long strip keeps at least this short side, so
 DETECT_MAX_PIXELS = 4_000_000  # ...within this many pixels
 # MPO is how Pillow names phone JPEGs that carry extra images (depth maps, previews). ICO is left out:
 # an icon can embed a PNG of any size behind a small declared size, and icons hold no faces.
-SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM"}
 _PARSERS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "PPM")  # Pillow's JPEG parser also opens MPO
 FORMATS_HINT = "use a JPEG, PNG, WebP, GIF or BMP image"
 # The face detector, shipped in weights/ with its licences (weights/FACE_DETECTOR.md); checked at load.

@@ -12,12 +12,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from fer.config import CLASSES
 from fer.preprocess import FACE_SIZE
+
+
+def to_tensor(faces) -> torch.Tensor:
+    """uint8 faces (N, 48, 48) -> float tensor (N, 1, 48, 48) in [0, 1]: what the network reads.
+
+    Copies (np.array), so the caller's array may be read-only and is never shared with torch."""
+    return torch.from_numpy(np.array(faces, dtype=np.uint8, order="C")).unsqueeze(1).float().div_(255)
 
 
 @dataclass
@@ -127,11 +135,6 @@ class FerNet(nn.Module):
         for m in self.modules():
             if isinstance(m, BasicBlock):
                 nn.init.zeros_(m.bn2.weight)
-
-    @property
-    def last_conv_layer(self) -> nn.Module:
-        """The layer Grad-CAM looks at by default: the last residual block (6x6 feature map)."""
-        return self.stages[-1][-1]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.MEAN) / self.STD

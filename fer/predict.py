@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from fer.checkpoint import load_model, read_checkpoint, weights_path
 from fer.config import CLASSES
 from fer.errors import FerError, ImageError, WeightsError
 from fer.faces import MAX_FACES, Box, Face, FaceDetector, LoadedImage, align_face, load_image, reading_order
-from fer.model import FerNet, LogitsAndEmbedding
+from fer.model import FerNet, LogitsAndEmbedding, to_tensor
 from fer.preprocess import FACE_SIZE, to_face_array
 
 NO_FACE_NOTE = "no face found"
@@ -59,27 +58,6 @@ def _inference_copy(model: FerNet, meta: dict) -> torch.nn.Module:
     return fuse(LogitsAndEmbedding.of(model)).to(memory_format=torch.channels_last).eval()
 
 
-def _traced(network: torch.nn.Module) -> torch.nn.Module:
-    """`network` traced and frozen by TorchScript: the same kernels without Python's cost per operation,
-    which is most of the time for one face (measured: 1.4 -> 0.8 ms for the int8 network, 1 thread).
-
-    Any batch size works; each new one is profiled on its first two calls (a few ms more). Falls back to
-    `network` itself if tracing fails (e.g. an operation TorchScript cannot record)."""
-    example = torch.zeros(1, 1, FACE_SIZE, FACE_SIZE).contiguous(memory_format=torch.channels_last)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            # TorchScript is deprecated in favour of torch.compile, which needs a C++ compiler at run time;
-            # the input scale read as a Python number is a constant of the network, as the trace records it.
-            warnings.simplefilter("ignore")
-            traced = torch.jit.freeze(torch.jit.trace(network, example).eval())
-            expected, got = network(example), traced(example)
-    except Exception:  # tracing raises many kinds of errors; the eager network is always correct
-        return network
-    if not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(expected, got, strict=True)):
-        return network
-    return traced
-
-
 class Classifier:
     """The trained model with its calibration: 48x48 grayscale faces in, class probabilities out.
 
@@ -99,9 +77,9 @@ class Classifier:
         self.uncertainty_threshold = float(self.meta.get("uncertainty_threshold", DEFAULT_UNCERTAINTY_THRESHOLD))
         # Flip TTA: on or off as asked, else as the weights were shipped (`fer card --tta` calibrated them for it).
         self.tta = _served_with_tta(self.meta) if tta is None else tta
-        # The network predictions run on (int8 where supported; kept for inspection) and its traced copy.
+        # The network predictions run on: int8 where supported (a gain measured on whole photos and on
+        # the Dataset page's splits, docs/reliability.md), else fp32 with BatchNorm folded.
         self.inference_network = _inference_copy(model, self.meta)
-        self._fast = _traced(self.inference_network)
         self.precision = "int8" if self.meta.get("int8_state_dict") and quantize.available() else "fp32"
 
     def with_tta(self, tta: bool) -> Classifier:
@@ -122,8 +100,7 @@ class Classifier:
             raise ImageError(f"Faces must be {FACE_SIZE}x{FACE_SIZE} grayscale arrays, got shape {array.shape}.")
         if array.dtype != np.uint8:
             raise ImageError(f"Faces must be uint8 arrays (0-255), got {array.dtype}.")
-        # np.array copies: the caller's array may be read-only (torch warns) and must not be shared.
-        return torch.from_numpy(np.array(array, order="C")).unsqueeze(1).float().div_(255)
+        return to_tensor(array)
 
     @torch.no_grad()
     def outputs(self, faces, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,12 +110,12 @@ class Classifier:
         for start in range(0, len(x), batch_size):
             batch = x[start : start + batch_size].contiguous(memory_format=torch.channels_last)
             if self.tta:  # the faces and their mirror images in one pass (cheaper than two), then averaged
-                both_logits, both_embeddings = self._fast(torch.cat([batch, torch.flip(batch, dims=[3])]))
+                both_logits, both_embeddings = self.inference_network(torch.cat([batch, torch.flip(batch, dims=[3])]))
                 n = len(batch)
                 logits.append((both_logits[:n] + both_logits[n:]) / 2)
                 embeddings.append((both_embeddings[:n] + both_embeddings[n:]) / 2)
             else:
-                batch_logits, batch_embeddings = self._fast(batch)
+                batch_logits, batch_embeddings = self.inference_network(batch)
                 logits.append(batch_logits)
                 embeddings.append(batch_embeddings)
         if not logits:
@@ -169,9 +146,6 @@ class Classifier:
     def predict_proba(self, faces, batch_size: int = 256) -> np.ndarray:
         """Calibrated probabilities, shape (N, 4), columns in `CLASSES` order."""
         return self.predict(faces, batch_size)[0]
-
-    def predict_labels(self, faces) -> list[str]:
-        return [CLASSES[i] for i in self.predict_proba(faces).argmax(1)]
 
 
 def load_classifier(weights: str | os.PathLike | None = None, tta: bool | None = None) -> Classifier:

@@ -28,7 +28,7 @@ from fer import data
 from fer.augment import AugmentConfig, augment, mixup
 from fer.checkpoint import save_weights
 from fer.config import CLASSES
-from fer.model import FerNet, ModelConfig, count_macs, count_params
+from fer.model import FerNet, ModelConfig, count_macs, count_params, to_tensor
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -108,11 +108,6 @@ class EMA:
     def load_state_dict(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
         self.updates = state["updates"]
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, 48, 48) -> float (N, 1, 48, 48) in [0, 1]."""
-    return torch.from_numpy(images).unsqueeze(1).float().div_(255)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -98,8 +98,7 @@ def crowd_rule(state_path: Path, root: Path, rows, y, fer_rows) -> None:
     import torch
     from torch.nn import functional as F
 
-    from fer.model import FerNet, ModelConfig
-    from fer.train import to_tensor
+    from fer.model import FerNet, ModelConfig, to_tensor
 
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     summary = json.loads((state_path.parent / "summary.json").read_text())

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from fer import data
 from fer.checkpoint import load_model
+from fer.model import to_tensor
 
 VIEW_SETS = {
     "face only": ["face"],
@@ -71,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
 
     faces = data.load_folder(data.find_data_dir(args.data), args.split)
-    x = torch.from_numpy(faces.images).unsqueeze(1).float().div_(255)
+    x = to_tensor(faces.images)
     y = torch.from_numpy(faces.labels)
     groups = sorted({g for names in VIEW_SETS.values() for g in names})
     per_model = []  # per model: view group -> list of (N, 4) probabilities

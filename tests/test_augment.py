@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from fer.augment import AugmentConfig, augment, degrade, degrade_faces, mixup
-from fer.train import to_tensor
+from fer.model import to_tensor
 
 
 def real_batch(validation, n=16):
