@@ -10,8 +10,6 @@ import functools
 import logging
 import threading
 
-import streamlit as st
-
 from app import state
 from fer.config import environment
 
@@ -24,25 +22,11 @@ WARM_UP_THREAD = "fer-warm-up"
 def keep_uploads_in_memory() -> None:
     """Uploads never touch the disk: Starlette, which parses Streamlit's uploads, spools a file over
     MultiPartParser.spool_max_size (1 MB) to a temporary file; this raises that limit above the largest
-    upload the server accepts. A patch, as no setting exists: tests/test_privacy.py fails if it stops working."""
+    upload the server accepts. A patch, as no setting exists: tests/e2e/test_privacy_served.py fails if it
+    stops working."""
     from starlette.formparsers import MultiPartParser
 
     MultiPartParser.spool_max_size = UPLOAD_SPOOL_BYTES
-
-
-def use_navigation() -> None:
-    """Make sure the app runs through streamlit_app.py's st.navigation, never Streamlit's older pages/ mode.
-
-    With a pages/ folder beside the entry script, Streamlit starts in its v1 multipage mode until the
-    first st.navigation call. A visitor whose first request after a server start is /dataset would get
-    pages/dataset.py alone (no navigation, no page set-up, and every file of pages/ listed as a page).
-    Switching the mode off and rerunning sends that request through streamlit_app.py like any other.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
 
 
 @functools.cache

@@ -1,9 +1,13 @@
 """Dataset: browse a split through the model's eyes, dig into the confusion matrix, spot bad labels."""
 
+from app.navigation import ensure_frame
+
+ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
+
 import numpy as np
 import streamlit as st
 
-from app import browse, setup, state, widgets
+from app import browse, state, widgets
 from app.plots import (
     CONFUSION_SELECTION,
     class_balance_bars,
@@ -17,7 +21,6 @@ from fer.config import CLASSES, DEFAULT_DATA_DIR, environment
 from fer.evaluate import compute_metrics
 from fer.explain import DEFAULT_METHOD, overlay
 
-setup.use_navigation()  # before anything is drawn: see setup.use_navigation
 widgets.keep(
     *("data_dir", "ds_split", "ds_view", "ds_true", "ds_pred", "ds_verdict", "ds_flagged", "ds_cams", "ds_page"),
     *("ds_card_split", "ds_card_view"),

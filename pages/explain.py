@@ -1,9 +1,13 @@
 """Explain: one face, every saliency method side by side, each with a faithfulness score, and one map per class."""
 
+from app.navigation import ensure_frame
+
+ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
+
 import numpy as np
 import streamlit as st
 
-from app import setup, state, widgets
+from app import state, widgets
 from app.plots import faithfulness_bars, probability_bars
 from app.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown, in_reading_order
 from fer.config import CLASSES
@@ -11,7 +15,6 @@ from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, most_faithful, 
 from fer.faces import MAX_FILE_BYTES
 from fer.metrics import score_text
 
-setup.use_navigation()  # before anything is drawn: see setup.use_navigation
 widgets.keep(
     *("explain_source", "explain_predict_face", "explain_face_number", "explain_split", "explain_class"),
     *("explain_number", "explain_target", "explain_layer", "explain_opacity", "explain_class_method"),

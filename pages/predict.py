@@ -4,12 +4,16 @@ Every upload, one photo or many or .zip archives of photos, goes through fer.bat
 bar; several photos give a gallery, one table of every face and one CSV. All of it stays in memory.
 """
 
+from app.navigation import ensure_frame
+
+ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
+
 from functools import partial
 from typing import NamedTuple
 
 import streamlit as st
 
-from app import setup, state, widgets
+from app import state, widgets
 from app.plots import probability_bars
 from app.report import PERCENT_FORMAT
 from app.results import (
@@ -30,7 +34,6 @@ from fer.config import CLASSES
 from fer.explain import overlay
 from fer.faces import MAX_FILE_BYTES
 
-setup.use_navigation()  # before anything is drawn: see setup.use_navigation
 widgets.keep("predict_source")  # this page's settings survive a visit to another page
 
 SOURCES = ("Upload photos", "Take a photo", "Try a sample photo")

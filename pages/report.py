@@ -1,8 +1,12 @@
 """Model report: what the shipped model does, how well, where it fails, and the data it learnt from."""
 
+from app.navigation import ensure_frame
+
+ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
+
 import streamlit as st
 
-from app import setup, state, widgets
+from app import state, widgets
 from app.plots import (
     class_balance_bars,
     confusion_heatmap,
@@ -31,7 +35,6 @@ from app.results import escape_markdown
 from fer.checkpoint import weights_path
 from fer.config import CLASSES
 
-setup.use_navigation()  # before anything is drawn: see setup.use_navigation
 widgets.keep("report_split")  # this page's settings survive a visit to another page
 
 

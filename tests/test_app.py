@@ -17,6 +17,8 @@ from fer.batch import predict_batch
 from fer.config import CLASSES
 from fer.evaluate import compute_metrics
 
+pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
+
 NAVIGATION_NOTE = "Four expressions: happy, sad, surprise, neutral. A demo, not for decisions about people."
 PAGES = ["pages/predict.py", "pages/explain.py", "pages/dataset.py", "pages/report.py"]
 TITLES = {

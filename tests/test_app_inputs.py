@@ -21,6 +21,8 @@ from streamlit.testing.v1 import AppTest
 from app.results import in_reading_order
 from fer.faces import MIN_SIDE
 
+pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
+
 NO_FACE_WARNING = "The face detector found no face in this photo"
 MAX_FACE_CARDS = 12  # pages/predict.py shows a card for the first 12 faces; every face is in the downloads
 

@@ -26,6 +26,7 @@ def subset_probs(classifier, val_subset):
     return classifier.predict_proba(val_subset.images)
 
 
+@pytest.mark.slow
 def test_split_predictions_match_the_classifier_and_report_progress(classifier, val_subset, cache_folder):
     calls = []
     probs = browse.split_predictions(classifier, val_subset, progress=lambda done, total: calls.append((done, total)))
@@ -35,6 +36,7 @@ def test_split_predictions_match_the_classifier_and_report_progress(classifier, 
     assert len(calls) == -(-len(val_subset) // 256)
 
 
+@pytest.mark.slow
 def test_split_predictions_are_cached_in_memory_and_on_disk(classifier, val_subset, cache_folder):
     assert browse.cached_predictions(classifier, val_subset) is None
     first = browse.split_predictions(classifier, val_subset)
@@ -48,6 +50,7 @@ def test_split_predictions_are_cached_in_memory_and_on_disk(classifier, val_subs
     assert browse.cached_predictions(classifier, val_subset) is not None
 
 
+@pytest.mark.slow
 def test_the_cache_key_changes_with_the_weights_and_the_images(classifier, val_subset, cache_folder):
     recalibrated = Classifier(classifier.model, {"temperature": classifier.temperature * 2})
     assert browse.model_fingerprint(recalibrated) != browse.model_fingerprint(classifier)
@@ -145,6 +148,7 @@ def test_flags_computed_from_pixels_for_another_dataset(tiny_dataset, tmp_path):
     assert sum(bool(f) for f in train_flags) >= 1
 
 
+@pytest.mark.slow
 def test_the_dataset_page_and_fer_evaluate_score_a_split_identically(classifier, val_subset, cache_folder):
     from fer.evaluate import evaluate_faces
 

@@ -12,6 +12,8 @@ from fer.evaluate import evaluate_folder
 from fer.predict import served_with_tta
 from fer.train import main as train
 
+pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
+
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_dataset, tmp_path_factory):

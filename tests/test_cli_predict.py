@@ -122,6 +122,7 @@ def test_unwritable_csv_is_a_clean_error(files, tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_real_process_never_prints_a_traceback(files, tmp_path):
     folder, _ = files
     (tmp_path / "empty.jpg").write_bytes(b"")
@@ -146,6 +147,7 @@ def test_real_process_never_prints_a_traceback(files, tmp_path):
     assert entries[2]["error"].startswith("File not found: gone.jpg")
 
 
+@pytest.mark.slow
 def test_json_carries_the_detector_score_and_five_landmarks_inside_each_box(files, capsys):
     folder, _ = files
     code, out, err = run_cli(capsys, "--json", folder / "group.jpg")

@@ -57,6 +57,7 @@ def test_find_data_dir_precedence(tmp_path, monkeypatch, tiny_dataset):
     assert data.find_data_dir() == data.DEFAULT_DATA_DIR
 
 
+@pytest.mark.slow
 def test_twins_on_the_real_dataset(data_root):
     # The dataset notes: 306 validation images have a pixel-identical twin in train.
     train = data.load_folder(data_root, "train")

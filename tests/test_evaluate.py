@@ -80,6 +80,7 @@ def test_evaluate_cli_json_and_csv_contract(tiny_dataset, tmp_path, classifier):
     assert [CLASSES[i] for i in probs.argmax(1)] == [r["pred"] for r in rows]
 
 
+@pytest.mark.slow
 def test_a_split_folder_as_data_is_the_same_as_naming_the_split(tiny_dataset, tmp_path):
     as_split, as_folder = tmp_path / "split.json", tmp_path / "folder.json"
     assert cli(["evaluate", "--data", str(tiny_dataset), "--split", "validation", "--json", str(as_split)]) == 0
@@ -113,6 +114,7 @@ def test_evaluate_reports_missing_data_cleanly(tmp_path, capsys):
     assert "Dataset folder not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_evaluate_with_flip_tta_averages_the_face_and_its_mirror_image(tiny_dataset, classifier):
     import torch
 

@@ -23,6 +23,7 @@ def faces(val_subset):
     return val_subset.images[index]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_gives_one_48x48_map_in_0_1_per_face(explainer, faces, method):
     maps = explainer.cams(faces[:3], method, targets=[0, 1, 2])
@@ -115,6 +116,7 @@ def test_faithfulness_scores_are_finite_and_reproducible(explainer, faces):
     assert explainer.faithfulness(faces[1:2], maps[1:2], targets=[1]) == scores[1:]
 
 
+@pytest.mark.slow
 def test_grad_cam_is_more_faithful_than_a_random_map(explainer, classifier, faces):
     predicted = classifier.predict_proba(faces).argmax(axis=1)
     maps = explainer.cams(faces, "Grad-CAM", targets=predicted)

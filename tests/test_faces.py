@@ -611,6 +611,7 @@ def level_faces(framed_faces, predictor) -> list[np.ndarray]:
     return level
 
 
+@pytest.mark.slow
 def test_a_face_turned_by_a_known_angle_comes_out_level(predictor, level_faces):
     """Level faces turned by 30 degrees in the photo: the refined landmarks see about 30 degrees, and the
     aligned face, enlarged and detected again, has level eyes (within 8 degrees). At least 3 of 4 faces:

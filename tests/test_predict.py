@@ -12,6 +12,7 @@ from fer.cli import main as cli
 ACCURACY_FLOOR = 0.70
 
 
+@pytest.mark.slow
 def test_shipped_weights_clear_the_floor_on_real_validation_faces(classifier, val_subset):
     probs = classifier.predict_proba(val_subset.images)
     assert probs.shape == (400, 4)
@@ -23,6 +24,7 @@ def test_shipped_weights_clear_the_floor_on_real_validation_faces(classifier, va
         assert (probs.argmax(1)[val_subset.labels == k] == k).mean() > 0.4
 
 
+@pytest.mark.slow
 def test_the_shipped_weights_load_as_int8_without_warnings_and_batching_changes_nothing(val_subset):
     import subprocess
     import sys
@@ -80,6 +82,7 @@ def test_enlarged_face_without_detection(predictor, detectable_faces):
     assert np.abs(result.faces[0].probs - direct).max() < 0.1
 
 
+@pytest.mark.slow
 def test_cli_predict_json_reports_faces_and_bad_files(tmp_path, detectable_faces, capsys):
     photo, boxes = make_photo(detectable_faces[:2], size=(700, 500))
     good = tmp_path / "two.jpg"

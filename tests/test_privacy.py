@@ -27,6 +27,8 @@ from e2e.footprint import WRITE_FLAGS, changed, is_allowed, mentions, phone_size
 
 from app import browse
 
+pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
+
 
 @pytest.fixture(scope="module")
 def big_png(detectable_faces) -> bytes:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from fer import quantize
@@ -10,6 +11,7 @@ def test_shipped_classifier_serves_the_int8_model(classifier):
     assert classifier.precision == "int8"
 
 
+@pytest.mark.slow
 def test_int8_agrees_with_fp32_on_real_faces(classifier, val_subset):
     fp32 = Classifier(classifier.model, {k: v for k, v in classifier.meta.items() if k != "int8_state_dict"})
     assert fp32.precision == "fp32"
@@ -20,6 +22,7 @@ def test_int8_agrees_with_fp32_on_real_faces(classifier, val_subset):
     assert np.abs(int8_probs - fp32_probs).mean() < 0.02
 
 
+@pytest.mark.slow
 def test_quantized_state_dict_round_trip_is_exact(classifier, val_subset):
     quantized = quantize.quantize(classifier.model, val_subset.images[:64])
     rebuilt = quantize.from_state_dict(classifier.model, quantized.state_dict())

@@ -97,6 +97,7 @@ def test_a_minimal_card_still_gives_a_report():
     assert "<h1>" in out and "Training curves" not in out and "Confusion matrix" not in out
 
 
+@pytest.mark.slow
 def test_reliability_bins_are_read_from_the_card_when_present(card, val_subset, classifier):
     assert stored_reliability(MINIMAL) is None
     probs = classifier.predict_proba(val_subset.images)

@@ -68,6 +68,7 @@ def test_classifier_shared_by_16_threads_matches_one_thread(classifier, validati
         assert np.array_equal(probs, expected[i % THREADS])
 
 
+@pytest.mark.slow
 def test_grad_cam_and_prediction_in_16_threads_match_one_thread(classifier, validation):
     explain = pytest.importorskip("fer.explain")
     explainer = explain.Explainer.for_classifier(classifier)

@@ -10,6 +10,8 @@ from fer.errors import DataError
 from fer.evaluate import evaluate_folder
 from fer.train import get_args_parser, main
 
+pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
+
 
 def tiny_args(tiny_dataset, out, *extra):
     return get_args_parser().parse_args(

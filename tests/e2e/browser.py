@@ -118,7 +118,7 @@ def open_app(page, server) -> None:
 
 def go_to(page, link: str, heading: str) -> None:
     """Follow a sidebar navigation link (same session) and wait for the page's main heading."""
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=link).click()
+    page.get_by_test_id("stSidebar").get_by_role("link", name=link, exact=True).click()
     page.get_by_role("heading", name=heading, level=1).wait_for()
 
 

@@ -39,7 +39,7 @@ from .browser import (
     wait_idle,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.browser
 
 DOCS = ROOT / "docs" / "screenshots"
 UPDATE_DOCS = os.environ.get("FER_UPDATE_SCREENSHOTS") == "1"

@@ -27,7 +27,7 @@ from app import browse
 from .browser import ROOT, VIEWPORT, free_port, launch, open_app, start_streamlit, stop, wait_idle
 from .footprint import changed, is_allowed, mentions, phone_sized_png, snapshot, watched_dirs
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
