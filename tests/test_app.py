@@ -170,15 +170,15 @@ def test_an_uploaded_photo_shows_every_face_boxed_with_label_probabilities_and_c
 
 
 @pytest.fixture(scope="module")
-def uncertain_photo(validation, classifier, predictor):
+def uncertain_photo(val_subset, classifier, predictor):
     """A photo of one real validation face that the model flags as 'may be another expression'."""
-    _, uncertainty = classifier.predict(validation.images)
+    _, uncertainty = classifier.predict(val_subset.images)
     for i in np.argsort(-uncertainty)[:60]:
-        photo, _ = make_photo([validation.images[i]], size=(400, 400))
+        photo, _ = make_photo([val_subset.images[i]], size=(400, 400))
         result = predictor.predict(encode(photo), name="unsure.jpg")
         if len(result.faces) == 1 and getattr(result.faces[0], "uncertain", False):
             return encode(photo)
-    pytest.fail("no detectable face is flagged uncertain among the 60 most uncertain validation faces")
+    pytest.fail("no detectable face is flagged uncertain among the 60 most uncertain of 400 validation faces")
 
 
 def test_an_uncertain_face_gets_a_badge(no_dataset, uncertain_photo):

@@ -13,7 +13,8 @@ from fer.train import get_args_parser, main
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 
 
-def tiny_args(tiny_dataset, out, *extra):
+def tiny_args(tiny_dataset, out, *extra, bf16: bool = False):
+    """A small network on the tiny dataset; fp32 unless `bf16` (bf16 is emulated, slowly, on CPUs without it)."""
     return get_args_parser().parse_args(
         [
             "--data",
@@ -33,13 +34,14 @@ def tiny_args(tiny_dataset, out, *extra):
             "1",
             "1",
             "--quiet",
+            *([] if bf16 else ["--no-bf16"]),
             *extra,
         ]
     )
 
 
 def test_tiny_training_run_writes_a_checkpoint_that_evaluate_loads(tiny_dataset, tmp_path):
-    summary = main(tiny_args(tiny_dataset, tmp_path, "--epochs", "1"))
+    summary = main(tiny_args(tiny_dataset, tmp_path, "--epochs", "1", bf16=True))  # the recipe's precision
     assert summary["data"]["n_train"] == 320 and summary["data"]["n_val"] == 100
     assert (tmp_path / "best.pt").is_file() and (tmp_path / "last_state.pt").is_file()
     history = json.loads((tmp_path / "history.json").read_text())
