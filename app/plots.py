@@ -142,46 +142,40 @@ def confusion_chart(matrix, normalise: bool = False, height: int = 380):
     return (cells + text).properties(height=height).configure_axis(labelFontSize=14, titleFontSize=14)
 
 
-def per_class_bars(per_class: dict, height: int = 320, title: str | None = None):
-    """Precision, recall and F1 per class: bars grouped by metric, coloured by class."""
+def _grouped_class_bars(x: list, values: dict, text, hover: str):
+    """Bars grouped by `x`, one colour per class; values[class] gives one number per x. `text` formats a
+    bar's label, `hover` is the hover template after the class name."""
     import plotly.graph_objects as go
 
-    metrics = ["precision", "recall", "f1"]
     fig = go.Figure()
     for name in CLASSES:
-        values = [float(per_class.get(name, {}).get(m, 0.0)) for m in metrics]
         fig.add_bar(
             name=name,
-            x=["precision", "recall", "F1"],
-            y=values,
+            x=x,
+            y=values[name],
             marker_color=CLASS_COLORS[name],
-            text=[f"{v:.0%}" for v in values],
+            text=[text(v) for v in values[name]],
             textposition="outside",
             cliponaxis=False,
-            hovertemplate=f"{name} %{{x}}: %{{y:.1%}}<extra></extra>",
+            hovertemplate=f"{name} {hover}<extra></extra>",
         )
+    return fig
+
+
+def per_class_bars(per_class: dict, height: int = 320, title: str | None = None):
+    """Precision, recall and F1 per class: bars grouped by metric, coloured by class."""
+    metrics = ["precision", "recall", "f1"]
+    values = {name: [float(per_class.get(name, {}).get(m, 0.0)) for m in metrics] for name in CLASSES}
+    fig = _grouped_class_bars(["precision", "recall", "F1"], values, lambda v: f"{v:.0%}", "%{x}: %{y:.1%}")
     fig.update_yaxes(range=[0, 1.1], tickformat=".0%")
     return _layout(fig, height, title, barmode="group", legend={"orientation": "h", "y": -0.15})
 
 
 def class_balance_bars(balance: dict, height: int = 320, title: str | None = None):
     """Images per class in each split ({split: {class: n}}): bars grouped by split, coloured by class."""
-    import plotly.graph_objects as go
-
     splits = list(balance)
-    fig = go.Figure()
-    for name in CLASSES:
-        counts = [int(balance[s].get(name, 0)) for s in splits]
-        fig.add_bar(
-            name=name,
-            x=splits,
-            y=counts,
-            marker_color=CLASS_COLORS[name],
-            text=[f"{n:,}" for n in counts],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate=f"{name} in %{{x}}: %{{y:,}}<extra></extra>",
-        )
+    values = {name: [int(balance[s].get(name, 0)) for s in splits] for name in CLASSES}
+    fig = _grouped_class_bars(splits, values, lambda n: f"{n:,}", "in %{x}: %{y:,}")
     fig.update_yaxes(title="images")
     return _layout(fig, height, title, barmode="group", legend={"orientation": "h", "y": -0.15})
 
