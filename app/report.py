@@ -358,6 +358,7 @@ def model_details(card: dict) -> list[tuple[str, str]]:
         ("Training time", _training_time(training)),
         ("Machine", training.get("machine")),
         ("Recipe", _recipe_text(training["recipe"]) if isinstance(training.get("recipe"), dict) else None),
+        ("Train it again", training.get("reproduce")),
     ]
     return [(label, str(value)) for label, value in rows if value not in (None, "")]
 

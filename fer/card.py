@@ -33,6 +33,7 @@ from fer.errors import FerError
 from fer.evaluate import evaluate_folder
 from fer.model import count_macs, count_params, describe
 from fer.predict import DEFAULT_UNCERTAINTY_THRESHOLD, Classifier
+from fer.train import reproduce_command
 
 INT8_CALIBRATION_FACES = 8192  # train faces the int8 activation ranges are observed on (docs/reliability.md)
 
@@ -192,6 +193,8 @@ def build_card(
         },
         "training": {
             "command": command or summary.get("command"),
+            # The same recipe with today's `fer train` (its defaults are the shipped recipe).
+            "reproduce": reproduce_command(summary["recipe"]) if summary.get("recipe") else None,
             "recipe": summary.get("recipe"),
             "data": summary.get("data"),
             "best_epoch": summary.get("best_epoch", meta.get("epoch")),

@@ -82,6 +82,41 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return p
 
 
+# Options the recipe used to have, with the value that meant "off": a run that used any other value cannot
+# be trained again with today's options (docs/training.md lists them, with their results).
+REMOVED_OPTIONS = {
+    "opt": "adamw",
+    "crowd_weight": 0.0,
+    "drop_junk": False,
+    "dedup": False,
+    "cutmix": 0.0,
+    "teacher": None,
+    "init": None,
+}
+NOT_RECIPE = ("data", "out", "resume", "quiet", "threads", "device", "command")  # where and how, not what
+
+
+def reproduce_command(recipe: dict, out: str = "runs/final") -> str | None:
+    """The shortest `python -m fer train` command that trains `recipe` (a run's summary "recipe") with
+    today's options: only the options that differ from the defaults. None when the run used an option
+    that has since been removed."""
+    if any(recipe.get(key, off) != off for key, off in REMOVED_OPTIONS.items()):
+        return None
+    parser = get_args_parser()
+    words = ["python", "-m", "fer", "train", "--out", out]
+    for action in parser._actions:  # argparse keeps its options in _actions; there is no public list
+        key = action.dest
+        if key in NOT_RECIPE or key not in recipe or not action.option_strings or recipe[key] == action.default:
+            continue
+        value = recipe[key]
+        if isinstance(action, argparse._StoreTrueAction):
+            words.append(action.option_strings[0])
+        else:
+            values = value if isinstance(value, list) else [value]
+            words += [action.option_strings[0], *(str(v) for v in values)]
+    return shlex.join(words)
+
+
 class EMA:
     """Exponential moving average of the weights; the decay warms up so early epochs are not dominated by the init."""
 

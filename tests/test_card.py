@@ -34,6 +34,10 @@ def test_card_ships_a_run_with_its_sha256_recipe_and_metrics(tiny_run, tiny_data
     card, weights = ship(tiny_run, tiny_dataset, tmp_path)
     assert card["weights_sha256"] == sha256_of(weights)
     assert card["training"]["command"] == "python -m fer train --epochs 1"
+    # Today's command for the same run: the tiny run's options that differ from the recipe.
+    assert card["training"]["reproduce"] == (
+        "python -m fer train --out runs/final --epochs 1 --batch-size 32 --widths 8 16 24 32 --depths 1 1 1 1 --no-bf16"
+    )
     assert card["architecture"]["config"]["widths"] == [8, 16, 24, 32]
     assert {"validation", "test"} <= set(card["metrics"]) and "metrics_one_view" not in card
     validation = card["metrics"]["validation"]

@@ -8,7 +8,7 @@ from fer.checkpoint import load_model
 from fer.config import PROJECT_ROOT
 from fer.errors import DataError
 from fer.evaluate import evaluate_folder
-from fer.train import get_args_parser, main
+from fer.train import get_args_parser, main, reproduce_command
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 
@@ -102,6 +102,16 @@ def test_the_crowd_head_without_a_votes_file_is_a_clear_error(data_root, tmp_pat
     copy_images(data_root / "validation", tmp_path / "validation", 4)
     with pytest.raises(DataError, match="crowd-aux needs ferplus_votes.csv"):
         main(tiny_args(tmp_path, tmp_path / "run", "--epochs", "1", "--crowd-aux", "0.5"))
+
+
+def test_the_shipped_run_is_trained_again_by_the_plain_command():
+    card = json.loads((PROJECT_ROOT / "weights" / "model_card.json").read_text())
+    assert (
+        reproduce_command(card["training"]["recipe"])
+        == card["training"]["reproduce"]
+        == ("python -m fer train --out runs/final")
+    )
+    assert reproduce_command({**card["training"]["recipe"], "cutmix": 1.0}) is None  # a removed option
 
 
 def test_the_defaults_are_the_shipped_recipe():
