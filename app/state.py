@@ -214,3 +214,57 @@ def split_predictions(root: str, split: str, tta: bool | None = None) -> np.ndar
     probs = browse.split_predictions(classifier().with_tta(_resolved(tta)), faces, progress=progress)
     placeholder.empty()
     return probs
+
+
+RANDOM = "Random map (baseline)"  # the baseline a saliency method has to beat
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _all_methods(face: np.ndarray, target: int, layer: str, stamp) -> tuple[dict, dict]:
+    """Maps and faithfulness scores of every method (and a random baseline) for one face."""
+    from fer.explain import METHODS, random_map
+
+    explainer = _explainer(stamp)
+    maps = {method: explainer.cams(face[None], method, [target], layer)[0] for method in METHODS}
+    maps[RANDOM] = random_map(face.shape)
+    names = list(maps)
+    scores = explainer.faithfulness(
+        np.repeat(face[None], len(names), axis=0), np.stack([maps[n] for n in names]), [target] * len(names)
+    )
+    return maps, dict(zip(names, scores, strict=True))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _maps_per_class(face: np.ndarray, method: str, layer: str, stamp) -> np.ndarray:
+    """One map per class (CLASSES order) for one face."""
+    return _explainer(stamp).class_maps(face, method, layer)
+
+
+def all_methods(face: np.ndarray, target: int, layer: str) -> tuple[dict, dict]:
+    """Maps and faithfulness scores of every method, and of a random map (RANDOM), for one 48x48 face."""
+    return _all_methods(face, target, layer, weights_stamp())
+
+
+def maps_per_class(face: np.ndarray, method: str, layer: str) -> np.ndarray:
+    """(4, 48, 48): one map per class, in CLASSES order, for one face."""
+    return _maps_per_class(face, method, layer, weights_stamp())
+
+
+def validation_reliability() -> dict | None:
+    """Reliability bins from the validation predictions, when the Dataset page already computed them."""
+    from app import browse
+    from fer.evaluate import expected_calibration_error, reliability_bins
+
+    root, _ = data_root()
+    if root is None or "validation" not in splits_in(root):
+        return None
+    faces = load_split(str(root), "validation")
+    probs = browse.cached_predictions(classifier(), faces)
+    if probs is None:
+        return None
+    return {
+        "bins": reliability_bins(probs, faces.labels),
+        "bins_before": None,
+        "ece": expected_calibration_error(probs, faces.labels),
+        "split": "validation",
+    }

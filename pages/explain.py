@@ -11,7 +11,7 @@ from app import state, widgets
 from app.plots import faithfulness_bars, probability_bars
 from app.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown, in_reading_order
 from fer.config import CLASSES
-from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, most_faithful, overlay, random_map
+from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, most_faithful, overlay
 from fer.faces import MAX_FILE_BYTES
 from fer.metrics import score_text
 
@@ -20,7 +20,6 @@ widgets.keep(
     *("explain_number", "explain_target", "explain_layer", "explain_opacity", "explain_class_method"),
 )  # this page's settings survive a visit to another page
 
-RANDOM = "Random map (baseline)"
 HELP = """
 **What a saliency map shows.** The colours mark the pixels that most changed the model's score for the
 chosen class: warm means "this region pushed the score up". Different methods ask that question in
@@ -42,25 +41,6 @@ Trust the maps that clearly beat it.
 map for this network: it averages that layer over the whole face before its single output layer, so
 their different ways of weighting the gradients coincide. Pick an earlier layer to see them differ.
 """
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def all_methods(face: np.ndarray, target: int, layer: str, stamp) -> tuple[dict, dict]:
-    """Maps and faithfulness scores of every method (and a random baseline) for one face."""
-    explainer = state.explainer()
-    maps = {method: explainer.cams(face[None], method, [target], layer)[0] for method in METHODS}
-    maps[RANDOM] = random_map(face.shape)
-    names = list(maps)
-    scores = explainer.faithfulness(
-        np.repeat(face[None], len(names), axis=0), np.stack([maps[n] for n in names]), [target] * len(names)
-    )
-    return maps, dict(zip(names, scores, strict=True))
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def maps_per_class(face: np.ndarray, method: str, layer: str, stamp) -> np.ndarray:
-    """One map per class (CLASSES order) for one face."""
-    return state.explainer().class_maps(face, method, layer)
 
 
 def points(change: float) -> str:
@@ -176,7 +156,7 @@ def render() -> None:
             )
 
     with st.spinner("Computing every saliency map and its faithfulness score (Score-CAM takes a few seconds)..."):
-        maps, scores = all_methods(np.asarray(face, dtype=np.uint8), target, layer, state.weights_stamp())
+        maps, scores = state.all_methods(np.asarray(face, dtype=np.uint8), target, layer)
     # Decided on the rounded scores people see: methods showing the same number get the same badge.
     best = most_faithful({m: scores[m]["road"] for m in METHODS})
     st.subheader("Saliency maps")
@@ -230,7 +210,7 @@ def evidence_per_class(face: np.ndarray, probs: np.ndarray, layer: str, opacity:
         help="Eigen-CAM is not offered here: it ignores the class and draws the same map for all four.",
     )
     with st.spinner(f"Computing {method} for each class..."):
-        maps = maps_per_class(np.asarray(face, dtype=np.uint8), method, layer, state.weights_stamp())
+        maps = state.maps_per_class(np.asarray(face, dtype=np.uint8), method, layer)
     for k, (column, name) in enumerate(zip(st.columns(len(CLASSES), gap="medium"), CLASSES, strict=True)):
         with column, st.container(border=True):
             st.markdown(f"**{name}** {probs[k]:.0%}")

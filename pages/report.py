@@ -43,26 +43,6 @@ def weights_bytes() -> int | None:
     return path.stat().st_size if path.is_file() else None
 
 
-def reliability_from_data(card: dict) -> dict | None:
-    """Reliability bins from the validation predictions, when the Dataset page already computed them."""
-    from app import browse
-    from fer.evaluate import expected_calibration_error, reliability_bins
-
-    root, _ = state.data_root()
-    if root is None or "validation" not in state.splits_in(root):
-        return None
-    faces = state.load_split(str(root), "validation")
-    probs = browse.cached_predictions(state.classifier(), faces)
-    if probs is None:
-        return None
-    return {
-        "bins": reliability_bins(probs, faces.labels),
-        "bins_before": None,
-        "ece": expected_calibration_error(probs, faces.labels),
-        "split": "validation",
-    }
-
-
 def metric_cards(items, per_row: int = 4) -> None:
     """Headline numbers as metric cards, a few to a row so that no label is cut short."""
     rows = -(-len(items) // per_row)
@@ -95,7 +75,7 @@ def render() -> None:
     size = weights_bytes()
     reliability = stored_reliability(card)
     if reliability is None and "validation" in splits_with_metrics(card):
-        reliability = reliability_from_data(card)
+        reliability = state.validation_reliability()
     st.download_button(
         "Download the report (HTML)",
         html_export(card, size, reliability),
