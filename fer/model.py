@@ -120,7 +120,9 @@ class FerNet(nn.Module):
             if depth == 0:  # no blocks at this resolution (only the first stage may be empty)
                 stages.append(nn.Sequential())
                 continue
-            se = config.se_reduction if i > 0 else 0  # at full resolution the gate costs ~14 % of training speed
+            se = (
+                config.se_reduction if i > 0 else 0
+            )  # at full resolution the gate costs training speed (docs/training.md)
             blocks = [BasicBlock(in_channels, width, stride=1 if i == 0 else 2, se_reduction=se)]
             blocks += [BasicBlock(width, width, se_reduction=se) for _ in range(depth - 1)]
             stages.append(nn.Sequential(*blocks))

@@ -74,7 +74,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         type=int,
         default=60,
         help="score validation only from this epoch on (and at the last epoch); earlier ones cannot be the best "
-        "anyway and each check costs ~7 s on CPU",
+        "anyway, and each check scores the whole validation split",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from OUT/last_state.pt")

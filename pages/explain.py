@@ -62,7 +62,7 @@ def choose_face(tta: bool):
             "Face", range(len(from_predict)), format_func=lambda i: from_predict[i]["title"], key="explain_predict_face"
         )
         chosen = from_predict[index or 0]
-        # Re-read with the current switch: it may have changed since the Predict page ran (one face: ~2 ms).
+        # Re-read with the current switch: it may have changed since the Predict page ran (one face: milliseconds).
         return chosen["title"], chosen["face"], state.classifier().with_tta(tta).predict_proba(chosen["face"])[0]
     if source == "A dataset image":
         return dataset_face(root, tta)
