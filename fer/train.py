@@ -1,7 +1,8 @@
 """Training: `python -m fer train --out DIR` trains the shipped recipe: the argument defaults are the recipe.
 
 The whole training split is decoded once into a uint8 tensor; each step augments a batch in one go
-(fer.augment), runs the model under bf16 autocast (about 2x faster on CPUs with AVX-512 BF16) and
+(fer.augment), runs the model under bf16 autocast (fast on CPUs with AVX-512 BF16; emulated and far
+slower without it, where `--no-bf16` trains in fp32: docs/training.md) and
 updates an exponential moving average (EMA) of the weights. Each epoch the EMA model is scored on the
 validation split; the best epoch is kept. Validation is only ever used to select, never to train.
 """
