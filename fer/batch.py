@@ -28,7 +28,7 @@ from typing import Any
 
 from fer.config import CLASSES
 from fer.errors import FerError, ImageError, write_user_file
-from fer.faces import MAX_FILE_BYTES
+from fer.images import MAX_FILE_BYTES
 from fer.predict import PhotoResult, Predictor
 
 MAX_ZIP_MEMBERS = 1_000  # files in one archive (directory entries not counted)

@@ -20,7 +20,8 @@ from fer import quantize
 from fer.checkpoint import load_model, read_checkpoint, weights_path
 from fer.config import CLASSES
 from fer.errors import FerError, ImageError, WeightsError
-from fer.faces import MAX_FACES, Box, Face, FaceDetector, LoadedImage, align_face, load_image, reading_order
+from fer.faces import MAX_FACES, Box, Face, FaceDetector, align_face, reading_order
+from fer.images import LoadedImage, load_image
 from fer.model import FerNet, LogitsAndEmbedding, to_tensor
 from fer.preprocess import FACE_SIZE, to_face_array
 

@@ -12,7 +12,7 @@ from app.plots import faithfulness_bars, probability_bars
 from app.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown, in_reading_order
 from fer.config import CLASSES
 from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, most_faithful, overlay
-from fer.faces import MAX_FILE_BYTES
+from fer.images import MAX_FILE_BYTES
 from fer.metrics import score_text
 
 widgets.keep(

@@ -32,7 +32,7 @@ from app.results import (
 from fer.batch import MAX_ZIP_MEMBERS, is_archive_name, predict_batch, results_to_csv
 from fer.config import CLASSES
 from fer.explain import overlay
-from fer.faces import MAX_FILE_BYTES
+from fer.images import MAX_FILE_BYTES
 
 widgets.keep("predict_source")  # this page's settings survive a visit to another page
 

@@ -147,3 +147,31 @@ def iou(a, b) -> float:
     ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
     inter = max(0, min(ax2, bx2) - max(a[0], b[0])) * max(0, min(ay2, by2) - max(a[1], b[1]))
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@pytest.fixture(scope="session")
+def framed_faces(validation, predictor) -> list[np.ndarray]:
+    """80 different validation faces that the detector finds alone with a box close to the pasted one.
+
+    The detector boxes the face inside a 48x48 crop, more or less tightly, so faces are picked by
+    detection, not by hand.
+    """
+    chosen = []
+    for i in range(0, len(validation), 5):
+        photo, boxes = face_grid([validation.images[i]], columns=1)
+        found = predictor.detector.detect(np.asarray(photo))
+        if len(found) == 1 and found[0].score > 0.85 and iou(found[0].box.as_list(), boxes[0]) > 0.6:
+            chosen.append(validation.images[i])
+        if len(chosen) == 80:
+            return chosen
+    pytest.fail("fewer than 80 validation faces are framed well by the detector")
+
+
+def found_boxes(result) -> list[list[int]]:
+    return [face.box.as_list() for face in result.faces]
+
+
+def assert_boxes_match(found: list[list[int]], expected: list[list[int]], min_iou: float = 0.5):
+    assert len(found) == len(expected), (found, expected)
+    for box in expected:
+        assert max(iou(box, other) for other in found) > min_iou, (box, found)

@@ -19,7 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app.results import in_reading_order
-from fer.faces import MIN_SIDE
+from fer.images import MIN_SIDE
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from fer.batch import predict_batch
 from fer.errors import ImageError
-from fer.faces import MAX_PIXELS, MIN_SIDE, load_image
+from fer.images import MAX_PIXELS, MIN_SIDE, load_image
 
 
 def _encode(image: Image.Image, fmt: str, **params) -> bytes:
