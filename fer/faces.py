@@ -26,6 +26,7 @@ DETECT_MAX_PIXELS = 4_000_000  # ...within this many pixels
 # The face detector, shipped in weights/ with its licences (weights/FACE_DETECTOR.md); checked at load.
 DETECTOR_FILE = Path(__file__).resolve().parents[1] / "weights" / "face_detection_yunet_2023mar.onnx"
 DETECTOR_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+MIN_FACE_CONTRAST = 1.0  # levels (std, per colour channel) below which a box is flat, not a face
 MIN_FACE_SCORE = 0.6  # YuNet's score below which a box is dropped as not a face (benchmarks/face_detectors.py)
 # Where the training faces have their five landmarks in the 48x48 frame: the median over the validation
 # faces YuNet finds when they are enlarged and pasted on a plain background (benchmarks/face_framing.py).
@@ -128,6 +129,11 @@ class FaceDetector:
             points = tuple((float(px * sx), float(py * sy)) for px, py in row[4:14].reshape(5, 2))
             cx, cy = np.mean(points, axis=0)
             if not (x <= cx <= x + w and y <= cy <= y + h):  # a face's landmarks lie in its box
+                continue
+            # A face has contrast: on flat areas (a blank strip) YuNet can report confident boxes.
+            sx0, sy0 = max(0, int(row[0])), max(0, int(row[1]))  # the box on the shrunk image
+            region = bgr[sy0 : max(sy0 + 1, int(row[1] + row[3])), sx0 : max(sx0 + 1, int(row[0] + row[2]))]
+            if region.size == 0 or float(region.reshape(-1, 3).std(axis=0).max()) < MIN_FACE_CONTRAST:
                 continue
             faces.append(Face(Box(left, top, right - left, bottom - top), float(row[14]), points))
         return sorted(faces, key=lambda f: (-f.box.w * f.box.h, f.box.y, f.box.x))
