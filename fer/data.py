@@ -219,6 +219,36 @@ def crowd_vote_shares(faces: FaceSet, votes: dict[str, dict[str, str]] | None) -
     return _shares(vote_counts(faces, votes)[0])
 
 
+NO_CROWD_LABEL = -1
+# Why a face has no crowd label, in the order crowd_labels checks: no row or no votes at all, two or more
+# columns share the top count, or the top column is not one of our four classes.
+NO_LABEL_REASONS = ("no_votes", "tie", "other_expression", "unknown", "not_a_face")
+
+
+def crowd_labels(faces: FaceSet, votes: dict[str, dict[str, str]] | None) -> tuple[np.ndarray, dict[str, int]]:
+    """Per image, the crowd's label: the single most-voted of the ten FERPlus columns when that column is
+    one of our four classes (a class index), else NO_CROWD_LABEL; and how many images lack one, by reason.
+
+    A tie for the top count, a top vote for another expression, "unknown" or "not a face", and an image
+    without a votes row all give no label: the crowd did not call it one of our four."""
+    counts, has_row = vote_counts(faces, votes)
+    top = counts.max(axis=1)
+    tied = (counts == top[:, None]).sum(axis=1) > 1
+    winner = counts.argmax(axis=1)
+    n_four, n_expressions = len(VOTE_COLUMNS), len(VOTE_COLUMNS) + len(OUT_OF_SCOPE_VOTES)
+    reasons = {
+        "no_votes": ~has_row | (top == 0),
+        "tie": has_row & (top > 0) & tied,
+    }
+    single = has_row & (top > 0) & ~tied
+    reasons["other_expression"] = single & (winner >= n_four) & (winner < n_expressions)
+    reasons["unknown"] = single & (winner == ALL_VOTE_COLUMNS.index("unknown"))
+    reasons["not_a_face"] = single & (winner == ALL_VOTE_COLUMNS.index("NF"))
+    labelled = single & (winner < n_four)
+    labels = np.where(labelled, winner, NO_CROWD_LABEL).astype(np.int64)
+    return labels, {reason: int(reasons[reason].sum()) for reason in NO_LABEL_REASONS}
+
+
 def crowd_out_of_scope(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
     """Mask of images whose crowd majority is an expression outside our four (anger/disgust/fear/contempt).
 

@@ -13,6 +13,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import platform
 import shlex
 import sys
@@ -27,9 +28,11 @@ from tqdm import tqdm
 
 from fer import data
 from fer.augment import AugmentConfig, augment, mixup
-from fer.checkpoint import save_weights
+from fer.checkpoint import load_model, save_weights
 from fer.config import CLASSES
 from fer.model import FerNet, ModelConfig, count_macs, count_params, to_tensor
+
+TRAINABLE = ("all", "last-stage", "head")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -48,6 +51,20 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=0.5,
         help="weight of an auxiliary head that learns the FERPlus vote shares of all ten columns (0 = off); "
         "the four-class head still learns the folder labels, and the auxiliary head is not shipped",
+    )
+    p.add_argument(
+        "--crowd-weight",
+        type=float,
+        default=0.0,
+        help="the four-class head's target: this share of the FERPlus crowd's vote shares over the four classes, "
+        "the rest the folder label (a face without votes for the four: the folder label alone)",
+    )
+    p.add_argument("--init", help="start from these weights (a fine-tuning stage) instead of a random network")
+    p.add_argument(
+        "--train-layers",
+        choices=TRAINABLE,
+        default="all",
+        help="which layers learn: all, the last stage and the head, or the head alone (the rest frozen)",
     )
     p.add_argument("--mixup", type=float, default=0.2, help="mixup alpha (0 = off)")
     p.add_argument("--ema-decay", type=float, default=0.999, help="per-step EMA decay (0 = no EMA)")
@@ -87,12 +104,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 # be trained again with today's options (docs/training.md lists them, with their results).
 REMOVED_OPTIONS = {
     "opt": "adamw",
-    "crowd_weight": 0.0,
     "drop_junk": False,
     "dedup": False,
     "cutmix": 0.0,
     "teacher": None,
-    "init": None,
 }
 NOT_RECIPE = ("data", "out", "resume", "quiet", "threads", "device", "command")  # where and how, not what
 
@@ -116,6 +131,18 @@ def reproduce_command(recipe: dict, out: str = "runs/final") -> str | None:
             values = value if isinstance(value, list) else [value]
             words += [action.option_strings[0], *(str(v) for v in values)]
     return shlex.join(words)
+
+
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class EMA:
@@ -181,6 +208,9 @@ def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor
     when the crowd head is on."""
     model, generator, scheduler = state.model, state.generator, state.scheduler
     model.train()
+    for module in model.modules():  # frozen layers (--train-layers) keep their BatchNorm statistics too
+        if isinstance(module, torch.nn.BatchNorm2d) and not module.weight.requires_grad:
+            module.eval()
     n, n_classes = len(images), len(CLASSES)
     order = torch.randperm(n, generator=generator)
     steps = n // args.batch_size  # drop the last partial batch: BatchNorm dislikes tiny batches
@@ -221,13 +251,34 @@ def train_one_epoch(state: TrainState, images: np.ndarray, targets: torch.Tensor
     return {"train_loss": total_loss / max(seen, 1), "images_per_s": seen / elapsed, "epoch_s": elapsed}
 
 
-def evaluate(model, images: np.ndarray, labels: np.ndarray, bf16: bool = True) -> dict:
-    logits = predict_logits(model, images, bf16=bf16)
-    y = torch.from_numpy(labels)
-    return {
+@dataclass
+class ValidationSet:
+    """The validation faces with both truths: the folder labels and, where the FERPlus crowd has one, its
+    label (data.crowd_labels) and its vote shares over the four classes."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    crowd_labels: np.ndarray | None = None
+    crowd_shares: np.ndarray | None = None  # (N, 4); rows without votes for the four are zero
+
+
+def evaluate(model, val: ValidationSet, bf16: bool = True) -> dict:
+    """Folder-label loss and accuracy; with the crowd, accuracy against its label and the mean
+    total-variation distance between the probabilities and its vote shares."""
+    logits = predict_logits(model, val.images, bf16=bf16)
+    y = torch.from_numpy(val.labels)
+    pred = logits.argmax(1).numpy()
+    stats = {
         "val_loss": F.cross_entropy(logits, y).item(),
-        "val_accuracy": (logits.argmax(1) == y).float().mean().item(),
+        "val_accuracy": float((pred == val.labels).mean()),
     }
+    if val.crowd_labels is not None:
+        labelled = val.crowd_labels != data.NO_CROWD_LABEL
+        has_shares = val.crowd_shares.sum(1) > 0
+        probs = torch.softmax(logits, 1).numpy()
+        stats["val_crowd_accuracy"] = float((pred[labelled] == val.crowd_labels[labelled]).mean())
+        stats["val_crowd_tv"] = float(0.5 * np.abs(probs - val.crowd_shares)[has_shares].sum(1).mean())
+    return stats
 
 
 def lr_lambda(total_steps: int, warmup_steps: int):
@@ -240,7 +291,9 @@ def lr_lambda(total_steps: int, warmup_steps: int):
     return schedule
 
 
-def prepare_data(args) -> tuple[data.FaceSet, torch.Tensor, data.FaceSet, dict]:
+def prepare_data(args) -> tuple[data.FaceSet, torch.Tensor, ValidationSet, dict]:
+    """The train faces with their targets ((N, 4) four-class targets, then (N, 10) vote shares when the
+    crowd head is on) and the validation set."""
     root = data.find_data_dir(args.data)
     train = data.load_folder(root, "train")
     val = data.load_folder(root, "validation")
@@ -251,14 +304,39 @@ def prepare_data(args) -> tuple[data.FaceSet, torch.Tensor, data.FaceSet, dict]:
     if args.val_limit:
         val = val.subset(np.sort(rng.permutation(len(val))[: args.val_limit]))
     votes_file = data.find_votes_file(root)
-    votes = data.load_votes(votes_file) if votes_file and args.crowd_aux > 0 else None
-    if args.crowd_aux > 0 and not votes:
-        raise data.DataError(f"--crowd-aux needs {data.VOTES_FILE} next to the dataset at {root}")
-    targets = torch.from_numpy(np.eye(len(CLASSES), dtype=np.float32)[train.labels])
+    votes = data.load_votes(votes_file) if votes_file else None
+    for option, value in (("--crowd-aux", args.crowd_aux), ("--crowd-weight", args.crowd_weight)):
+        if value > 0 and not votes:
+            raise data.DataError(f"{option} needs {data.VOTES_FILE} next to the dataset at {root}")
+    folder = np.eye(len(CLASSES), dtype=np.float32)[train.labels]
+    if args.crowd_weight > 0:
+        shares, has_votes = data.crowd_distribution(train, votes)
+        crowd = np.where(has_votes[:, None], shares, folder)
+        folder = args.crowd_weight * crowd + (1 - args.crowd_weight) * folder
+    targets = torch.from_numpy(folder.astype(np.float32))
     if args.crowd_aux > 0:
         targets = torch.cat([targets, torch.from_numpy(data.crowd_vote_shares(train, votes))], dim=1)
+    validation = ValidationSet(val.images, val.labels)
+    if votes:
+        validation.crowd_labels = data.crowd_labels(val, votes)[0]
+        validation.crowd_shares = data.crowd_distribution(val, votes)[0]
     info.update(n_train=len(train), n_val=len(val), votes_file=str(votes_file) if votes else None)
-    return train, targets, val, info
+    return train, targets, validation, info
+
+
+def set_trainable(model: FerNet, layers: str) -> list[torch.nn.Parameter]:
+    """Freeze all but `layers` (TRAINABLE) and return the parameters that still learn."""
+    learning = {
+        "all": [model],
+        "last-stage": [model.stages[-1], model.head],
+        "head": [model.head],
+    }[layers]
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for module in learning:
+        for param in module.parameters():
+            param.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def main(args) -> dict:
@@ -269,19 +347,26 @@ def main(args) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train, targets, val, info = prepare_data(args)
-    print(f"train: {len(train)} images {train.class_counts} | validation: {len(val)} images")
+    print(f"train: {len(train)} images {train.class_counts} | validation: {len(val.labels)} images")
 
     config = ModelConfig(
         widths=tuple(args.widths), depths=tuple(args.depths), dropout=args.dropout, se_reduction=args.se
     )
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"
-    model = FerNet(config).to(device, memory_format=torch.channels_last)
+    model = FerNet(config)
+    if args.init:
+        initial, _ = load_model(args.init, verify=False)
+        if initial.config != config:
+            raise data.DataError(f"--init {args.init} is a {initial.config}, not the recipe's {config}")
+        model.load_state_dict(initial.state_dict())
+    model = model.to(device, memory_format=torch.channels_last)
     print(f"model: {count_params(model) / 1e6:.2f} M params, {count_macs(model) / 1e6:.0f} M MACs per face")
     crowd_head = None
     if args.crowd_aux > 0:
         crowd_head = torch.nn.Linear(config.widths[-1], len(data.ALL_VOTE_COLUMNS)).to(device)
-    trained_params = list(model.parameters()) + (list(crowd_head.parameters()) if crowd_head is not None else [])
+    trained_params = set_trainable(model, args.train_layers)
+    trained_params += list(crowd_head.parameters()) if crowd_head is not None else []
     decay, no_decay = [], []
     for param in trained_params:
         (no_decay if param.ndim <= 1 else decay).append(param)
@@ -295,7 +380,9 @@ def main(args) -> dict:
     generator = torch.Generator().manual_seed(args.seed)
     train_state = TrainState(model, optimizer, scheduler, generator, ema, crowd_head)
 
-    history, best, start_epoch, train_time = [], {"val_accuracy": -1.0, "epoch": -1}, 0, 0.0
+    # The best epoch is the one the crowd labels best where there are votes, else the folder labels.
+    selected = "val_crowd_accuracy" if val.crowd_labels is not None else "val_accuracy"
+    history, best, start_epoch, train_time = [], {selected: -1.0, "epoch": -1}, 0, 0.0
     wall_start, wall_before = time.perf_counter(), 0.0
 
     def wall_time() -> float:
@@ -324,16 +411,20 @@ def main(args) -> dict:
         train_time += stats["epoch_s"]
         scored_now = epoch >= args.eval_from or epoch == args.epochs - 1
         if scored_now:
-            stats.update(evaluate(scored, val.images, val.labels, bf16=not args.no_bf16))
+            stats.update(evaluate(scored, val, bf16=not args.no_bf16))
         else:  # None, not a number: the curves show a gap there
-            stats.update(val_loss=None, val_accuracy=None)
+            stats.update({key: None for key in ("val_loss", "val_accuracy", "val_crowd_accuracy", "val_crowd_tv")})
         stats.update(epoch=epoch, lr=scheduler.get_last_lr()[0], elapsed_s=round(train_time, 1))
         history.append(stats)
-        is_best = scored_now and stats["val_accuracy"] > best["val_accuracy"]
+        is_best = scored_now and stats[selected] > best[selected]
         if is_best:
-            best = {"val_accuracy": stats["val_accuracy"], "epoch": epoch}
+            best = {selected: stats[selected], "epoch": epoch}
             save_weights(out / "best.pt", scored, extra={"epoch": epoch})
-        scores = f"val loss {stats['val_loss']:.4f} acc {stats['val_accuracy']:.4f}" if scored_now else "not scored"
+        scores = "not scored"
+        if scored_now:
+            scores = f"val loss {stats['val_loss']:.4f} acc {stats['val_accuracy']:.4f}"
+            if "val_crowd_accuracy" in stats:
+                scores += f" crowd acc {stats['val_crowd_accuracy']:.4f} tv {stats['val_crowd_tv']:.4f}"
         print(
             f"epoch {epoch:3d} | loss {stats['train_loss']:.4f} | {scores}{' *' if is_best else ''} "
             f"| {stats['images_per_s']:.0f} img/s | {train_time / 60:.1f} min",
@@ -353,8 +444,9 @@ def main(args) -> dict:
             "train_time": train_time,
             "wall_time": wall_time(),
         }
-        torch.save(state, state_path)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        # Written whole, then renamed: a run killed at any moment leaves the last finished epoch intact.
+        atomic_save(state, state_path)
+        atomic_write_text(out / "history.json", json.dumps(history, indent=1))
 
     argv = sys.argv[1:]
     argv = argv[1:] if argv[:1] == ["train"] else argv
@@ -365,15 +457,17 @@ def main(args) -> dict:
         "data": info,
         "model": {"config": config.to_dict(), "params": count_params(model), "macs": count_macs(model)},
         "best_epoch": best["epoch"],
-        "best_val_accuracy": best["val_accuracy"],
+        "selected_by": selected,
+        "best_val_accuracy": history[best["epoch"]]["val_accuracy"] if best["epoch"] >= 0 else None,
+        "best_val_crowd_accuracy": history[best["epoch"]].get("val_crowd_accuracy") if best["epoch"] >= 0 else None,
         "train_time_s": round(train_time, 1),
         "wall_time_s": round(wall_time(), 1),  # data loading excluded (seconds)
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
         "history": history,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"best validation accuracy {best['val_accuracy']:.4f} at epoch {best['epoch']}; weights in {out / 'best.pt'}")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+    print(f"best {selected} {best[selected]:.4f} at epoch {best['epoch']}; weights in {out / 'best.pt'}")
     return summary
 
 
