@@ -26,7 +26,7 @@ from fer.checkpoint import sha256_of, weights_path
 from fer.config import CLASSES
 from fer.errors import write_user_file
 from fer.faces import FaceDetector
-from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins  # noqa: F401 (re-exported)
+from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins, total_variation
 from fer.predict import Classifier, Predictor, load_classifier
 
 OTHER_FOLDER = "other"  # beside a photo split: photos of expressions outside the four, for the uncertainty flag
@@ -61,41 +61,81 @@ def score_faces(
     return logits, probs, classifier.uncertainty(probs, torch.cat(embeddings))
 
 
+def truth_report(labels: np.ndarray, probs: np.ndarray, uncalibrated: np.ndarray, subsets: dict | None = None) -> dict:
+    """Metrics against one truth: `labels` (N,) class indices, NO_CROWD_LABEL where this truth has none
+    (those images are left out); `probs` calibrated, `uncalibrated` at temperature 1 (NaN rows: no face
+    found, counted wrong). `subsets`: name -> mask, each scored for accuracy."""
+    have = labels != data.NO_CROWD_LABEL
+    y, p = labels[have], probs[have]
+    found = ~np.isnan(p).any(axis=1)
+    report = compute_metrics(y, p)
+    report["ece_uncalibrated"] = expected_calibration_error(uncalibrated[have][found], y[found])
+    report["reliability"] = reliability_bins(p[found], y[found])
+    scored = {}
+    for name, mask in (subsets or {}).items():
+        mask = mask[have]
+        if mask.any():
+            sub = compute_metrics(y[mask], p[mask])
+            scored[name] = {key: sub[key] for key in ("n", "accuracy", "accuracy_interval")}
+    if scored:
+        report["subsets"] = scored
+    return report
+
+
+CROWD_TRUTH = (
+    "the FERPlus crowd's label: the single most-voted of its ten columns (ten people per face), where that is "
+    "one of the four classes"
+)
+FOLDER_TRUTH = "the folder labels (for FER2013's faces its original labels, one person per face)"
+
+
+def headline(report: dict) -> dict:
+    """The metrics block a report leads with: against the crowd where there are votes, else the folder labels."""
+    return report[report["headline"]]
+
+
 def evaluate_faces(
     classifier: Classifier, faces: data.FaceSet, train: data.FaceSet | None = None, votes: dict | None = None
 ) -> tuple[dict, np.ndarray, np.ndarray]:
     """The metrics report, the (N, 4) calibrated probabilities and the (N,) uncertainties for a FaceSet.
 
-    With the train split: accuracy without the images that have a pixel-identical twin in train.
-    With FERPlus votes: accuracy on the FER2013 PublicTest/PrivateTest rows (the fair comparison with
-    public FER2013 models), on the images where the crowd's majority agrees / disagrees with the folder
-    label, and how well the uncertainty flag catches faces the crowd saw as another
-    expression.
+    Two truths side by side: with FERPlus votes the crowd's label is the headline (`crowd`), and the
+    folder labels (`folder`) are reported beside it: public FER2013 models were trained on those, so they
+    stay the fair comparison with them. Each block has accuracy (with its 95% interval), macro recall,
+    per-class P/R/F1, the confusion matrix and ECE; with the train split, accuracy without the images
+    that have a pixel-identical twin in train; with votes, accuracy on the FER2013 test rows (the rows
+    public models never trained on), how far the probabilities are from the crowd's four vote shares, and
+    how well the uncertainty flag catches faces the crowd saw as another expression.
     """
     logits, probs, uncertainty = score_faces(classifier, faces.images)
-    labels = faces.labels
-    report = compute_metrics(labels, probs)
-    report["ece_uncalibrated"] = expected_calibration_error(softmax(logits), labels)
-    report["temperature"] = classifier.temperature
-    report["reliability"] = reliability_bins(probs, labels)
+    uncalibrated = softmax(logits)
+    subsets = {}
+    report = {"n": len(faces), "headline": "folder"}
     if train is not None:
         twins = data.twins_in(faces, train)
         report["train_twins"] = int(twins.sum())
-        report["n_excluding_train_twins"] = int((~twins).sum())
-        report["accuracy_excluding_train_twins"] = compute_metrics(labels[~twins], probs[~twins])["accuracy"]
+        subsets["excluding_train_twins"] = ~twins
     if votes:
         usage = data.fer2013_usage(faces, votes)
-        subsets = {
-            "fer2013_public_test": usage == "PublicTest",
-            "fer2013_private_test": usage == "PrivateTest",
-            "fer2013_test_rows": np.isin(usage, ["PublicTest", "PrivateTest"]),
-        }
-        subsets["crowd_agrees_with_label"], subsets["crowd_disagrees_with_label"] = data.crowd_agrees(faces, votes)
-        report["subsets"] = {
-            name: {"n": int(mask.sum()), "accuracy": compute_metrics(labels[mask], probs[mask])["accuracy"]}
-            for name, mask in subsets.items()
-            if mask.any()
-        }
+        subsets["fer2013_public_test"] = usage == "PublicTest"
+        subsets["fer2013_private_test"] = usage == "PrivateTest"
+        subsets["fer2013_test_rows"] = np.isin(usage, ["PublicTest", "PrivateTest"])
+        crowd, no_label = data.crowd_labels(faces, votes)
+        if (crowd != data.NO_CROWD_LABEL).any():
+            shares, has_shares = data.crowd_distribution(faces, votes)
+            report["headline"] = "crowd"
+            report["crowd"] = {
+                "truth": CROWD_TRUTH,
+                "no_label": no_label,
+                **truth_report(crowd, probs, uncalibrated, subsets),
+                "vote_shares_tv": float(total_variation(probs[has_shares], shares[has_shares]).mean()),
+                "n_vote_shares": int(has_shares.sum()),
+            }
+        agrees, disagrees = data.crowd_agrees(faces, votes)
+        subsets = {**subsets, "crowd_agrees_with_label": agrees, "crowd_disagrees_with_label": disagrees}
+    report["folder"] = {"truth": FOLDER_TRUTH, **truth_report(faces.labels, probs, uncalibrated, subsets)}
+    report["temperature"] = classifier.temperature
+    if votes:
         out_of_scope = data.crowd_out_of_scope(faces, votes)
         if out_of_scope is not None and out_of_scope.any():
             report["uncertainty"] = {
@@ -187,15 +227,20 @@ def evaluate_photos(
     crops, probs, uncertainty = largest_faces(predictor, folder, paths)
     labels = np.asarray(labels, dtype=np.int64)
     found = ~np.isnan(probs).any(axis=1)
-    report = compute_metrics(labels, probs)
-    report["n_no_face"] = int((~found).sum())
-    report["no_face_rate"] = float((~found).mean())
-    report["accuracy_found_faces"] = float((probs[found].argmax(1) == labels[found]).mean()) if found.any() else 0.0
     # Calibrated log-probabilities times T are the logits up to a constant: the uncalibrated probabilities.
-    uncalibrated = softmax(np.log(np.clip(probs[found], 1e-12, 1)) * classifier.temperature)
-    report["ece_uncalibrated"] = expected_calibration_error(uncalibrated, labels[found])
-    report["temperature"] = classifier.temperature
-    report["reliability"] = reliability_bins(probs[found], labels[found])
+    uncalibrated = softmax(np.log(np.clip(probs, 1e-12, 1)) * classifier.temperature)
+    folder_report = truth_report(labels, probs, uncalibrated)
+    folder_report["accuracy_found_faces"] = (
+        float((probs[found].argmax(1) == labels[found]).mean()) if found.any() else 0.0
+    )
+    report = {
+        "n": len(paths),
+        "n_no_face": int((~found).sum()),
+        "no_face_rate": float((~found).mean()),
+        "headline": "folder",
+        "folder": {"truth": "the photo set's labels (its folders)", **folder_report},
+        "temperature": classifier.temperature,
+    }
     other = folder.parent / OTHER_FOLDER
     if split and other.is_dir() and other != folder:
         other_paths = sorted(
@@ -241,39 +286,55 @@ def predictions_csv(faces: data.FaceSet, probs: np.ndarray, uncertainty: np.ndar
     return out.getvalue()
 
 
+def _interval(block: dict) -> str:
+    low, high = block["accuracy_interval"]
+    return f"{block['accuracy']:.4f} (95% interval {low:.3f}-{high:.3f})"
+
+
+def format_truth(name: str, block: dict) -> list[str]:
+    """One truth's block: headline numbers, subsets, per-class P/R/F1 and the confusion matrix."""
+    lines = [f"== against {block['truth']}: {block['n']} images =="]
+    if "no_label" in block:
+        missing = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in block["no_label"].items() if v)
+        lines.append(f"no crowd label for {sum(block['no_label'].values())} images ({missing or 'none'})")
+    lines.append(
+        f"accuracy {_interval(block)} | macro F1 {block['macro_f1']:.4f} | macro recall {block['macro_recall']:.4f} "
+        f"| ECE {block['ece']:.4f} (uncalibrated {block['ece_uncalibrated']:.4f})"
+    )
+    if "accuracy_found_faces" in block:
+        lines.append(f"accuracy on the photos with a face {block['accuracy_found_faces']:.4f}")
+    if "vote_shares_tv" in block:
+        lines.append(
+            f"probabilities vs the crowd's four vote shares: mean total-variation distance {block['vote_shares_tv']:.4f} "
+            f"({block['n_vote_shares']} images)"
+        )
+    for subset, sub in block.get("subsets", {}).items():
+        lines.append(f"accuracy on {subset.replace('_', ' ')}: {_interval(sub)} ({sub['n']} images)")
+    lines += ["", f"{'class':10s} {'precision':>9s} {'recall':>7s} {'f1':>7s} {'support':>8s}"]
+    for cls, m in block["per_class"].items():
+        lines.append(f"{cls:10s} {m['precision']:9.4f} {m['recall']:7.4f} {m['f1']:7.4f} {m['support']:8d}")
+    lines += ["", "confusion matrix (rows: true, columns: predicted)", " " * 10 + "".join(f"{c:>10s}" for c in CLASSES)]
+    for cls, row in zip(CLASSES, block["confusion_matrix"]):
+        lines.append(f"{cls:10s}" + "".join(f"{v:10d}" for v in row))
+    return lines
+
+
 def format_report(report: dict) -> str:
-    """A readable table: headline numbers, per-class P/R/F1 and the confusion matrix."""
-    lines = [f"{report.get('data', '')}: {report['n']} images"]
-    lines.append(
-        f"accuracy {report['accuracy']:.4f} | macro F1 {report['macro_f1']:.4f} | macro recall {report['macro_recall']:.4f} | ECE {report['ece']:.4f}"
-    )
+    """A readable table: the headline truth first, then the folder labels beside it."""
+    lines = [f"{report.get('data', '')}: {report['n']} images, temperature {report['temperature']:.3f}"]
     if "no_face_rate" in report:
-        lines.append(
-            f"no face found in {report['n_no_face']} photos ({report['no_face_rate']:.1%}), counted as wrong; "
-            f"accuracy on the photos with a face {report['accuracy_found_faces']:.4f}"
-        )
-    if "accuracy_excluding_train_twins" in report:
-        lines.append(
-            f"accuracy without the {report['train_twins']} images that have a twin in train: "
-            f"{report['accuracy_excluding_train_twins']:.4f} ({report['n_excluding_train_twins']} images)"
-        )
-    lines.append(
-        f"calibration: ECE {report['ece']:.4f} at temperature {report['temperature']:.3f} (uncalibrated ECE {report['ece_uncalibrated']:.4f})"
-    )
-    for name, sub in report.get("subsets", {}).items():
-        lines.append(f"accuracy on {name.replace('_', ' ')}: {sub['accuracy']:.4f} ({sub['n']} images)")
+        lines.append(f"no face found in {report['n_no_face']} photos ({report['no_face_rate']:.1%}), counted as wrong")
+    if "train_twins" in report:
+        lines.append(f"{report['train_twins']} images have a pixel-identical twin in train")
     if "uncertainty" in report:
         u = report["uncertainty"]
         lines.append(
             f"uncertainty flag (>= {u['threshold']:.3f}): AUROC {u['auroc_out_of_scope']:.3f} for the {u['n_out_of_scope']} faces "
             f"{'in ' + u['out_of_scope_folder'] if 'out_of_scope_folder' in u else 'the crowd saw as another expression'}; flags {u['out_of_scope_flagged']:.1%} of them and {u['in_scope_flagged']:.1%} of in-scope faces"
         )
-    lines += ["", f"{'class':10s} {'precision':>9s} {'recall':>7s} {'f1':>7s} {'support':>8s}"]
-    for name, m in report["per_class"].items():
-        lines.append(f"{name:10s} {m['precision']:9.4f} {m['recall']:7.4f} {m['f1']:7.4f} {m['support']:8d}")
-    lines += ["", "confusion matrix (rows: true, columns: predicted)", " " * 10 + "".join(f"{c:>10s}" for c in CLASSES)]
-    for name, row in zip(CLASSES, report["confusion_matrix"]):
-        lines.append(f"{name:10s}" + "".join(f"{v:10d}" for v in row))
+    for name in dict.fromkeys([report["headline"], "crowd", "folder"]):
+        if name in report:
+            lines += ["", *format_truth(name, report[name])]
     return "\n".join(lines)
 
 

@@ -1,5 +1,5 @@
 """Classification metrics on labels and probabilities (pure numpy): accuracy, per-class P/R/F1,
-confusion matrix, expected calibration error, reliability bins and AUROC."""
+confusion matrix, expected calibration error, reliability bins, AUROC and intervals."""
 
 from __future__ import annotations
 
@@ -13,6 +13,22 @@ ECE_BINS = 15
 def score_text(value: float) -> str:
     """A faithfulness score as shown everywhere: signed, two decimals, never '-0.00'."""
     return f"{round(float(value), 2) + 0.0:+.2f}"  # + 0.0 turns a rounded -0.0 into 0.0
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion: honest on small sets (the 128-image test split) and
+    never outside [0, 1]."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def total_variation(probs: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Per row, half the L1 distance between two distributions: 0 when they agree, 1 when disjoint."""
+    return 0.5 * np.abs(np.asarray(probs, dtype=np.float64) - np.asarray(shares, dtype=np.float64)).sum(axis=1)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -81,6 +97,7 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
     return {
         "n": int(len(labels)),
         "accuracy": float((preds == labels).mean()) if len(labels) else 0.0,
+        "accuracy_interval": wilson_interval(int((preds == labels).sum()), len(labels)),
         "macro_f1": float(np.mean([per_class[c]["f1"] for c in present])) if present else 0.0,
         "macro_recall": float(np.mean([per_class[c]["recall"] for c in present])) if present else 0.0,
         "per_class": per_class,
