@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from fer.metrics import auroc, expected_calibration_error
+from fer.data import NO_CROWD_LABEL
+from fer.metrics import auroc, expected_calibration_error, total_variation
 from fer.predict import uncertainty_scores
 
 OTHER_HEAD_L2 = 1e-3  # ridge penalty on the standardised features (chosen on validation AUROC: 1e-3 > 1e-2 > 1e-1)
@@ -31,10 +32,12 @@ OTHER_HEAD_L2 = 1e-3  # ridge penalty on the standardised features (chosen on va
 OUT_OF_SCOPE_FLAG_RATE = 0.75  # share of out-of-scope validation faces the threshold flags, at least
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """T > 0 minimising the NLL of softmax(logits / T); a 1-D convex problem in log T."""
+def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
+    """T > 0 minimising the cross-entropy of softmax(logits / T) against `targets`: class indices (N,), or
+    distributions (N, K) such as the crowd's vote shares. A 1-D convex problem in log T."""
     z = torch.as_tensor(logits, dtype=torch.float64)
-    y = torch.as_tensor(labels, dtype=torch.long)
+    y = torch.as_tensor(targets)
+    y = y.long() if y.ndim == 1 else y.double()
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
 
@@ -63,28 +66,55 @@ def two_fold_halves(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.n
     return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
 
 
-def cross_fitted_calibration(logits: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
-    """Fit T on each half, report ECE before/after on the other half; plus T fitted on everything."""
-    halves = two_fold_halves(labels, seed)
+def cross_fitted_calibration(
+    logits: np.ndarray, labels: np.ndarray, shares: np.ndarray | None = None, seed: int = 0
+) -> dict:
+    """Fit T on each half, report calibration before/after on the other half; plus T fitted on everything.
+
+    Without `shares`, T is fitted to `labels` and ECE is against them. With the crowd's four vote shares
+    (N, 4; all-zero rows where there are none), T is fitted to those shares, so that a probability reads
+    as the share of people who would call the face that; `labels` are then the crowd's labels
+    (data.NO_CROWD_LABEL where none), and each fold also reports the mean total-variation distance to
+    the shares."""
+    labelled = labels != NO_CROWD_LABEL
+    has_shares = shares.sum(axis=1) > 0 if shares is not None else None
+
+    def fit(index: np.ndarray) -> float:
+        if shares is None:
+            return fit_temperature(logits[index], labels[index])
+        index = index[has_shares[index]]
+        return fit_temperature(logits[index], shares[index])
+
+    def scores(index: np.ndarray, t: float) -> dict:
+        scored = index[labelled[index]]
+        out = {"ece": expected_calibration_error(softmax(logits[scored], t), labels[scored])}
+        if shares is not None:
+            with_shares = index[has_shares[index]]
+            out["tv"] = float(total_variation(softmax(logits[with_shares], t), shares[with_shares]).mean())
+        return out
+
+    # Halves stratified by the label (faces without one form their own stratum).
+    halves = two_fold_halves(np.where(labelled, labels, -1), seed)
     folds = []
-    for fit, score in (halves, halves[::-1]):
-        t = fit_temperature(logits[fit], labels[fit])
-        folds.append(
-            {
-                "temperature": t,
-                "n_fit": int(len(fit)),
-                "n_scored": int(len(score)),
-                "ece_before": expected_calibration_error(softmax(logits[score]), labels[score]),
-                "ece_after": expected_calibration_error(softmax(logits[score], t), labels[score]),
-            }
-        )
-    return {
-        "method": "temperature scaling, fitted on one stratified half of validation and scored on the other, then swapped",
+    for fit_half, score_half in (halves, halves[::-1]):
+        t = fit(fit_half)
+        before, after = scores(score_half, 1.0), scores(score_half, t)
+        fold = {"temperature": t, "n_fit": int(len(fit_half)), "n_scored": int(len(score_half))}
+        fold.update({f"{key}_before": value for key, value in before.items()})
+        fold.update({f"{key}_after": value for key, value in after.items()})
+        folds.append(fold)
+    target = "the crowd's four vote shares" if shares is not None else "the labels"
+    report = {
+        "method": f"temperature scaling fitted to {target}, on one stratified half of validation and scored on "
+        "the other, then swapped",
+        "target": "crowd_vote_shares" if shares is not None else "labels",
         "folds": folds,
-        "ece_before": float(np.mean([f["ece_before"] for f in folds])),
-        "ece_after": float(np.mean([f["ece_after"] for f in folds])),
-        "temperature": fit_temperature(logits, labels),
     }
+    for key in folds[0]:
+        if key.endswith(("_before", "_after")):
+            report[key] = float(np.mean([f[key] for f in folds]))
+    report["temperature"] = fit(np.arange(len(labels)))
+    return report
 
 
 def fit_other_expression_head(embeddings: np.ndarray, out_of_scope: np.ndarray, l2: float = OTHER_HEAD_L2) -> dict:
