@@ -20,6 +20,8 @@ from fer.model import to_tensor
 
 @dataclass
 class AugmentConfig:
+    """The augmentation of the shipped recipe (its defaults); `python -m fer train` has an option per field."""
+
     flip: float = 0.5  # probability of a horizontal flip
     rotate_deg: float = 12.0  # uniform in [-rotate_deg, rotate_deg]
     shift: float = 0.10  # fraction of the image size, uniform in [-shift, shift] on each axis
@@ -29,7 +31,7 @@ class AugmentConfig:
     erase: float = 0.5  # probability of erasing one random rectangle
     erase_area: tuple[float, float] = (0.02, 0.2)
     # Photo degradations (fer.augment.degrade): each one applied to a face with this probability (0 = off).
-    degrade: float = 0.0
+    degrade: float = 0.3
 
 
 def augment(images: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:

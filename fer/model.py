@@ -4,8 +4,8 @@ Four stages at 48, 24, 12 and 6 pixels; each stage starts with a stride-2 residu
 first) and holds `depths[i]` blocks of `widths[i]` channels. A first stage of depth 0 leaves no block
 at full resolution: the stem then feeds the stride-2 second stage. Global average pooling, dropout and
 one linear layer give the four logits. `se_reduction` > 0 adds a squeeze-and-excitation gate to each
-block after the first stage (off in the shipped network). Inputs are grayscale in [0, 1]; the model
-normalises them itself so callers never repeat the constants.
+block after the first stage. The defaults are the shipped network: `FerNet()` builds it. Inputs are
+grayscale in [0, 1]; the model normalises them itself so callers never repeat the constants.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ def to_tensor(faces) -> torch.Tensor:
 @dataclass
 class ModelConfig:
     widths: tuple[int, ...] = (32, 64, 128, 256)
-    depths: tuple[int, ...] = (1, 2, 2, 2)
+    depths: tuple[int, ...] = (1, 1, 2, 1)
     dropout: float = 0.2
-    se_reduction: int = 0  # > 0: a squeeze-and-excitation gate per block after the first stage (0 = none)
+    se_reduction: int = 8  # > 0: a squeeze-and-excitation gate per block after the first stage (0 = none)
     num_classes: int = len(CLASSES)
     input_size: int = FACE_SIZE
 

@@ -36,9 +36,9 @@ def test_card_ships_a_run_with_its_sha256_recipe_and_metrics(tiny_run, tiny_data
     assert card["training"]["command"] == "python -m fer train --epochs 1"
     # Today's command for the same run: the tiny run's options that differ from the recipe.
     assert card["training"]["reproduce"] == (
-        "python -m fer train --out runs/final --epochs 1 --batch-size 32 --widths 8 16 24 32 --depths 1 1 1 1 --no-bf16"
+        "python -m fer train --out runs/final --epochs 1 --batch-size 32 --widths 16 16 24 32 --depths 1 1 1 1 --no-bf16"
     )
-    assert card["architecture"]["config"]["widths"] == [8, 16, 24, 32]
+    assert card["architecture"]["config"]["widths"] == [16, 16, 24, 32]
     assert {"validation", "test"} <= set(card["metrics"]) and "metrics_one_view" not in card
     validation = card["metrics"]["validation"]
     assert validation["n"] == 100 and validation["tta"] is False
