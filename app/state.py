@@ -189,7 +189,7 @@ def load_split(root: str, split: str):
 @st.cache_data(show_spinner=False, max_entries=6)
 def split_flags(root: str, split: str) -> list[str]:
     """Duplicate / conflicting-label flags for the split, from duplicate_groups.csv or the pixels."""
-    from app import browse
+    from fer import browse
 
     faces = load_split(root, split)
     csv_file = browse.find_duplicates_file(Path(root))
@@ -203,7 +203,7 @@ def split_flags(root: str, split: str) -> list[str]:
 def split_predictions(root: str, split: str, tta: bool | None = None) -> np.ndarray:
     """The split's probabilities (`tta`: with the mirrored face too; None: as served); a progress bar shows
     while they are computed the first time."""
-    from app import browse
+    from fer import browse
 
     faces = load_split(root, split)
     placeholder = st.empty()
@@ -252,7 +252,7 @@ def maps_per_class(face: np.ndarray, method: str, layer: str) -> np.ndarray:
 
 def validation_reliability() -> dict | None:
     """Reliability bins from the validation predictions, when the Dataset page already computed them."""
-    from app import browse
+    from fer import browse
     from fer.evaluate import expected_calibration_error, reliability_bins
 
     root, _ = data_root()

@@ -6,7 +6,9 @@
 
 Predictions for a whole split are cached in memory and on disk (`.cache/predictions/`, or
 `FER_CACHE_DIR`), keyed by a fingerprint of the weights and of the images, so new weights or a changed
-dataset never reuse stale numbers. Only probabilities are written, never images.
+dataset never reuse stale numbers. Only probabilities are written, never images. `fer card` ships the
+validation split's predictions of the shipped weights in weights/predictions/ (the same file format
+and key), so the Dataset page's first visit computes nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer.config import CLASSES, environment
+from fer.config import CLASSES, WEIGHTS_DIR, environment
 from fer.data import FaceSet
 from fer.evaluate import score_faces
 from fer.predict import Classifier
@@ -30,6 +32,7 @@ from fer.predict import Classifier
 VERDICTS = ("all", "right", "wrong", "most confident mistakes", "least confident")
 DUPLICATES_FILE = "duplicate_groups.csv"
 
+SHIPPED_DIR = WEIGHTS_DIR / "predictions"
 MEMORY_ENTRIES = 8  # split predictions kept in memory (a few hundred KB each); the disk cache keeps the rest
 _memory: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 _memory_lock = threading.Lock()
@@ -82,15 +85,15 @@ def _lookup(key: tuple[str, str], folder: Path, n: int) -> np.ndarray | None:
         if key in _memory:
             _memory.move_to_end(key)
             return _memory[key]
-    file = _cache_file(folder, key)
-    try:
-        probs = np.load(file, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    if probs.shape != (n, len(CLASSES)):
-        return None
-    _remember(key, probs)
-    return probs
+    for place in (folder, SHIPPED_DIR):
+        try:
+            probs = np.load(_cache_file(place, key), allow_pickle=False)
+        except (OSError, ValueError):
+            continue
+        if probs.shape == (n, len(CLASSES)):
+            _remember(key, probs)
+            return probs
+    return None
 
 
 def split_predictions(
@@ -116,6 +119,18 @@ def split_predictions(
     except OSError:
         pass
     return probs
+
+
+def ship_predictions(classifier: Classifier, faces: FaceSet, folder: Path = SHIPPED_DIR) -> Path:
+    """Write the split's predictions where the app looks after its own cache (`fer card`), replacing any
+    shipped for other weights; returns the file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("probs-*.npy"):
+        old.unlink()
+    probs = score_faces(classifier, faces.images)[1]
+    file = _cache_file(folder, (model_fingerprint(classifier), faces_fingerprint(faces)))
+    np.save(file, probs.astype(np.float32), allow_pickle=False)
+    return file
 
 
 def clear_memory_cache() -> None:

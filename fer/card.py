@@ -91,15 +91,20 @@ def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict,
     served = Classifier(model, meta)
     logits, embeddings = served.outputs(validation.images)
     logits = logits.numpy()
-    calibration = cross_fitted_calibration(logits, validation.labels)
+    votes_file = data.find_votes_file(root)
+    votes = data.load_votes(votes_file) if votes_file else {}
+    if votes:  # a probability then reads as the share of people who would call the face that
+        crowd, _ = data.crowd_labels(validation, votes)
+        shares, _ = data.crowd_distribution(validation, votes)
+        calibration = cross_fitted_calibration(logits, crowd, shares)
+    else:
+        calibration = cross_fitted_calibration(logits, validation.labels)
     probs = softmax(logits, calibration["temperature"])
     uncertainty = {
         "threshold": DEFAULT_UNCERTAINTY_THRESHOLD,
         "note": "too few faces with FERPlus votes out of scope: default threshold on 1 - top probability",
     }
     head = None
-    votes_file = data.find_votes_file(root)
-    votes = data.load_votes(votes_file) if votes_file else {}
     train_out_of_scope = data.crowd_out_of_scope(train, votes) if votes else None
     out_of_scope = data.crowd_out_of_scope(validation, votes) if votes else None
     # The head needs out-of-scope examples on both sides: enough in train to fit, some in validation to check.

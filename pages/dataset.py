@@ -7,7 +7,7 @@ ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_fra
 import numpy as np
 import streamlit as st
 
-from app import browse, state, widgets
+from app import state, widgets
 from app.plots import (
     CONFUSION_SELECTION,
     class_balance_bars,
@@ -17,6 +17,7 @@ from app.plots import (
 )
 from app.report import PERCENT_FORMAT, per_class_rows, split_metrics, splits_with_metrics
 from app.results import escape_markdown
+from fer import browse
 from fer.config import CLASSES, DEFAULT_DATA_DIR, environment
 from fer.evaluate import compute_metrics
 from fer.explain import DEFAULT_METHOD, overlay

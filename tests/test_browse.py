@@ -5,8 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from app import browse
-from fer import data
+from fer import browse, data
 from fer.config import CLASSES
 from fer.evaluate import compute_metrics
 from fer.predict import Classifier

@@ -25,7 +25,7 @@ import pytest
 from conftest import encode, make_photo
 from e2e.footprint import WRITE_FLAGS, changed, is_allowed, mentions, phone_sized_png, snapshot, watched_dirs
 
-from app import browse
+from fer import browse
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import encode, make_photo
 
-from app import browse
+from fer import browse
 
 from .browser import ROOT, VIEWPORT, free_port, launch, open_app, start_streamlit, stop, wait_idle
 from .footprint import changed, is_allowed, mentions, phone_sized_png, snapshot, watched_dirs
