@@ -49,6 +49,23 @@ def classifier():
 
 
 @pytest.fixture(scope="session")
+def validation_outputs(classifier, validation) -> tuple[np.ndarray, np.ndarray]:
+    """The served classifier's raw logits (N, 4) and pooled features for every validation face, scored once."""
+    logits, embeddings = classifier.outputs(validation.images)
+    return logits.numpy(), embeddings.numpy()
+
+
+@pytest.fixture(scope="session")
+def card() -> dict:
+    """The model card of the weights the tests load (the shipped ones unless FER_WEIGHTS says otherwise)."""
+    from fer.checkpoint import read_card, weights_path
+
+    found = read_card(weights_path())
+    assert found, f"no model card beside {weights_path()}"
+    return found
+
+
+@pytest.fixture(scope="session")
 def predictor(classifier):
     from fer import Predictor
 
