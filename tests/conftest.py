@@ -6,6 +6,7 @@ folders; none is ever stored in the repository.
 
 from __future__ import annotations
 
+import copy
 import io
 import shutil
 from pathlib import Path
@@ -48,10 +49,41 @@ def classifier():
 
 
 @pytest.fixture(scope="session")
+def validation_outputs(classifier, validation) -> tuple[np.ndarray, np.ndarray]:
+    """The served classifier's raw logits (N, 4) and pooled features for every validation face, scored once."""
+    logits, embeddings = classifier.outputs(validation.images)
+    return logits.numpy(), embeddings.numpy()
+
+
+@pytest.fixture(scope="session")
+def card() -> dict:
+    """The model card of the weights the tests load (the shipped ones unless FER_WEIGHTS says otherwise)."""
+    from fer.checkpoint import read_card, weights_path
+
+    found = read_card(weights_path())
+    assert found, f"no model card beside {weights_path()}"
+    return found
+
+
+@pytest.fixture(scope="session")
 def predictor(classifier):
     from fer import Predictor
 
     return Predictor(classifier)
+
+
+def flagging_some(predictor, photo: bytes):
+    """The same model and detector with the uncertainty threshold set in the widest gap between the
+    uncertainties of `photo`'s faces, so that some of its faces are flagged "may be another expression"
+    and some are not: a check of the flag needs faces on both sides of the threshold."""
+    from fer import Predictor
+
+    scores = sorted(face.uncertainty for face in predictor.predict(photo).faces)
+    assert len(scores) >= 2 and scores[0] < scores[-1], scores
+    low, high = max(zip(scores, scores[1:]), key=lambda pair: pair[1] - pair[0])
+    classifier = copy.copy(predictor.classifier)
+    classifier.uncertainty_threshold = (low + high) / 2
+    return Predictor(classifier, predictor.detector)
 
 
 def copy_images(source: Path, target: Path, per_class: int, offset: int = 0) -> int:

@@ -374,27 +374,41 @@ def test_explain_page_upload_gets_a_clear_error(bad_files, group, name):
     assert "Faithfulness compared" in texts(at.subheader)
 
 
+NOT_FOUND = "Dataset folder not found: {} (from {})."
+
+
 @pytest.mark.parametrize(
-    "folder",
+    "folder, message",
     [
-        "/no/such/folder",
-        "README.md",
-        "   ",
-        "../" * 20,
-        "~/\x00bad",
-        "x" * 5000,
+        ("/no/such/folder", NOT_FOUND.format("/no/such/folder", "--data")),
+        ("README.md", NOT_FOUND.format("README.md", "--data")),
+        ("   ", None),  # blank: the server's own setting, FER_DATA_DIR
+        ("../" * 20, "No happy/sad/surprise/neutral image folders under " + "/".join([".."] * 20) + "."),
+        ("~/\x00bad", NOT_FOUND.format("~/\x00bad", "--data")),
+        ("x" * 5000, f"Dataset folder '{'x' * 200}' (from --data) cannot be used: File name too long."),
     ],
     ids=["missing", "a-file", "blank", "root", "nul-byte", "very-long"],
 )
-def test_dataset_folder_setting_with_bad_paths(monkeypatch, folder):
+def test_dataset_folder_setting_with_bad_paths(monkeypatch, tmp_path, folder, message):
     monkeypatch.setenv("FER_ALLOW_DATA_DIR_SETTING", "1")  # the field is shown only where the operator allows it
+    no_dataset = NOT_FOUND.format(tmp_path / "no-dataset", "FER_DATA_DIR")  # the isolated fixture's FER_DATA_DIR
     at = open_app("pages/dataset.py")
     at.text_input(key="data_dir").set_value(folder)
     at.run()
     assert_survived(at)
     assert at.title[0].value == "Dataset explorer"
-    assert at.info or at.warning or at.error
-    # Back to a folder without images: still a clear message, never a crash.
+    # The message for the typed path, shown in the "Dataset location" expander (the only place for server paths).
+    problem = location_problem(at)
+    assert problem.startswith(message or no_dataset), problem
+    # Back to an empty field: the server's FER_DATA_DIR, which has no images either; still a clear message.
     at.text_input(key="data_dir").set_value("")
     at.run()
     assert_survived(at)
+    problem = location_problem(at)
+    assert problem.startswith(no_dataset), problem
+
+
+def location_problem(at: AppTest) -> str:
+    """The first line of the "Dataset location" expander: why there is no dataset, unescaped."""
+    (location,) = [e for e in at.expander if e.label == "Dataset location"]
+    return texts(location.markdown)[0].replace("\\", "")

@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import encode, iou, make_photo
+from conftest import encode, flagging_some, iou, make_photo
 from PIL import Image
 
 from fer import batch
@@ -187,15 +187,24 @@ def test_zip_directory_size_beyond_the_file_is_refused_before_it_is_parsed(predi
     ]
 
 
-def test_zip_bomb_member_is_refused_from_its_declared_size(predictor, photo):
+def test_zip_bomb_member_is_refused_from_its_declared_size(predictor, photo, monkeypatch):
     bomb = bytes(MAX_ZIP_MEMBER_BYTES + 10 * 2**20)  # 60 MB of zeros compress to ~60 KB
     archive = zip_bytes({"ok.jpg": photo[0], "bomb.bmp": bomb})
     assert len(archive) < 200_000
+    # The check after reading gives the same message, after 50 MB of decompression: the bomb must not be opened.
+    opened, open_member = [], zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return open_member(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
 
     results = predict_batch(predictor, [("bomb.zip", archive)])
 
     assert results[0].error is None
     assert results[1].error == "bomb.zip/bomb.bmp is larger than 50 MB once unpacked; use a smaller image."
+    assert opened == ["ok.jpg"]
 
 
 def test_zip_over_the_total_size_cap_is_refused(predictor, monkeypatch):
@@ -345,6 +354,8 @@ def read_csv(text: str) -> list[dict]:
 
 
 def test_csv_has_one_row_per_face_and_one_per_faceless_file(predictor, photo):
+    predictor = flagging_some(predictor, photo[0])
+    threshold = predictor.classifier.uncertainty_threshold
     results = predict_batch(
         predictor,
         [("group.jpg", photo[0]), ("notes.jpg", b"just text"), ("blank.png", encode(make_photo([])[0], "PNG"))],
@@ -363,10 +374,11 @@ def test_csv_has_one_row_per_face_and_one_per_faceless_file(predictor, photo):
         assert [int(row[k]) for k in "xywh"] == face.box.as_list()
         assert row["label"] == face.label and row["error"] == ""
         assert float(row["uncertainty"]) == pytest.approx(face.uncertainty, abs=1e-4)
-        assert row["uncertain"] == str(bool(face.uncertain))
+        assert row["uncertain"] == str(face.uncertainty >= threshold)
         probs = [float(row[f"p_{name}"]) for name in CLASSES]
         assert sum(probs) == pytest.approx(1, abs=1e-3)
         assert CLASSES[int(np.argmax(probs))] == face.label
+    assert {row["uncertain"] for row in faces} == {"True", "False"}
     (notes_row,) = [row for row in rows if row["file"] == "notes.jpg"]
     assert (
         notes_row["error"].startswith("notes.jpg is a text file")

@@ -11,7 +11,6 @@ from fer.calibrate import (
     softmax,
     uncertainty_report,
 )
-from fer.checkpoint import read_card
 from fer.metrics import auroc, expected_calibration_error
 from fer.predict import other_expression_scores
 
@@ -21,12 +20,6 @@ pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest,
 @pytest.fixture(scope="module")
 def votes(data_root):
     return data.load_votes(data.find_votes_file(data_root))
-
-
-@pytest.fixture(scope="module")
-def validation_outputs(classifier, validation):
-    logits, embeddings = classifier.outputs(validation.images)
-    return logits.numpy(), embeddings.numpy()
 
 
 def test_temperature_undoes_a_known_overconfidence(validation_outputs, validation):
@@ -39,11 +32,20 @@ def test_temperature_undoes_a_known_overconfidence(validation_outputs, validatio
     assert after < before / 2
 
 
-def test_cross_fitted_calibration_scores_each_half_with_the_other_halfs_temperature(validation_outputs, validation):
+def test_cross_fitted_calibration_scores_each_half_with_the_other_halfs_temperature(
+    validation_outputs, validation, card
+):
+    """The model card's calibration numbers, re-derived from the served model's validation logits."""
     logits, _ = validation_outputs
     report = cross_fitted_calibration(logits, validation.labels)
+    stored = card["calibration"]
     assert [f["n_fit"] + f["n_scored"] for f in report["folds"]] == [len(validation)] * 2
-    assert report["ece_after"] <= 0.04  # the shipped bar is 0.03 on the same numbers, in the model card
+    # int8 kernels differ a little between CPUs (AVX2, AVX-512 VNNI), which moves an ECE by about 0.001.
+    for fold, stored_fold in zip(report["folds"], stored["folds"], strict=True):
+        assert fold["temperature"] == pytest.approx(stored_fold["temperature"], rel=2e-3)
+        assert fold["ece_after"] == pytest.approx(stored_fold["ece_after"], abs=0.0015)
+    assert report["ece_after"] == pytest.approx(stored["ece_after"], abs=0.0015)
+    assert report["temperature"] == pytest.approx(stored["temperature"], rel=2e-3)
 
 
 def test_another_expression_head_finds_out_of_scope_faces_far_better_than_top_probability(
@@ -72,8 +74,7 @@ def test_another_expression_head_finds_out_of_scope_faces_far_better_than_top_pr
     assert report["in_scope_flagged"] < 0.3
 
 
-def test_shipped_classifier_uses_the_head_and_threshold_from_its_model_card(classifier, validation_outputs):
-    card = read_card()
+def test_shipped_classifier_uses_the_head_and_threshold_from_its_model_card(classifier, validation_outputs, card):
     assert classifier.other_expression_head is not None
     assert classifier.uncertainty_threshold == pytest.approx(card["uncertainty"]["threshold"])
     logits, embeddings = validation_outputs

@@ -11,6 +11,7 @@ from fer.config import CLASSES
 from fer.errors import ImageError
 from fer.faces import FACE_TEMPLATE, LANDMARK_NAMES, MAX_FACES, Box, Face, FaceDetector, align_face, reading_order
 from fer.images import MIN_SIDE, load_image
+from fer.predict import NO_FACE_NOTE
 from fer.preprocess import FACE_SIZE
 
 # -- many faces -------------------------------------------------------------------------------------
@@ -187,13 +188,14 @@ def test_faces_of_different_sizes_and_tilts_are_all_found(level_faces):
     "name", ["chelsea", "coffee", "rocket", "moon", "brick", "horse", "clock", "hubble_deep_field"]
 )
 def test_non_face_photos_get_no_label(predictor, name):
-    """A cat, a cup of coffee, textures and a galaxy field: no face, so no label at all."""
+    """A cat, a cup of coffee, textures and a galaxy field: no face found, so no label at all (flagged or not)."""
     import skimage.data
 
     image = np.asarray(getattr(skimage.data, name)())
     result = predictor.predict(encode(Image.fromarray(image), "PNG"), name=f"{name}.png")
     assert result.error is None
-    assert [face.label for face in result.faces if not face.uncertain] == []
+    assert found_boxes(result) == [] and result.faces_found == 0  # no face at all, flagged or not
+    assert NO_FACE_NOTE in result.notes
 
 
 def test_detector_file_is_checked(monkeypatch):

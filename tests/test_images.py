@@ -418,11 +418,17 @@ def test_damaged_or_odd_exif_does_not_stop_the_photo(predictor, off_centre_photo
     jpeg = encode(upright, "JPEG")
     broken_exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff" + bytes(20)
     segment = b"\xff\xe1" + struct.pack(">H", len(broken_exif) + 2) + broken_exif
-    for data in (jpeg[:2] + segment + jpeg[2:], _jpeg_with_orientation(upright, 9), _jpeg_with_orientation(upright, 1)):
+
+    def read_as_stored(data: bytes):
         loaded = load_image(data, name="odd.jpg")
         assert loaded.size == upright.size
         assert not any("turned upright" in note for note in loaded.notes)
         assert_boxes_match(found_boxes(predictor.predict(data, name="odd.jpg")), [box])
+
+    with pytest.warns(UserWarning, match="Corrupt EXIF data"):  # Pillow's own word on the damaged block
+        read_as_stored(jpeg[:2] + segment + jpeg[2:])
+    for orientation in (9, 1):  # not an orientation; already upright
+        read_as_stored(_jpeg_with_orientation(upright, orientation))
 
 
 def _jpeg_with_orientation(image: Image.Image, orientation: int) -> bytes:

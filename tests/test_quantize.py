@@ -3,12 +3,21 @@ import pytest
 import torch
 
 from fer import quantize
-from fer.model import FerNet, ModelConfig
+from fer.model import FerNet, ModelConfig, to_tensor
 from fer.predict import Classifier
 
 
-def test_shipped_classifier_serves_the_int8_model(classifier):
+def test_shipped_classifier_serves_the_int8_model(classifier, val_subset):
+    """Predictions run on the int8 network rebuilt from the weights' int8 state, not on the fp32 network."""
     assert classifier.precision == "int8"
+    int8 = quantize.from_state_dict(classifier.model, classifier.meta["int8_state_dict"])
+    faces = val_subset.images[:32]
+    served_logits, served_embeddings = classifier.with_tta(False).outputs(faces)
+    with torch.no_grad():
+        int8_logits, int8_embeddings = int8(to_tensor(faces))
+        fp32_logits = classifier.model(to_tensor(faces))
+    assert torch.equal(served_logits, int8_logits) and torch.equal(served_embeddings, int8_embeddings)
+    assert not torch.allclose(served_logits, fp32_logits, atol=1e-3)  # int8's rounding shows
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import encode, iou, make_photo
+from conftest import encode, flagging_some, iou, make_photo
 from PIL import Image
 
 from app.plots import CLASS_COLORS
@@ -28,11 +28,26 @@ from fer.config import CLASSES
 
 
 @pytest.fixture()
-def photo_result(predictor, photo_with_faces):
-    photo, _ = photo_with_faces
-    result = predictor.predict(encode(photo), name="three faces.jpg")
+def flagged_photo(predictor, photo_with_faces):
+    """Three faces, some flagged "may be another expression" and some not (conftest.flagging_some), and
+    the threshold used."""
+    photo = encode(photo_with_faces[0])
+    chosen = flagging_some(predictor, photo)
+    result = chosen.predict(photo, name="three faces.jpg")
     assert len(result.faces) == 3
-    return result
+    return result, chosen.classifier.uncertainty_threshold
+
+
+@pytest.fixture()
+def photo_result(flagged_photo):
+    return flagged_photo[0]
+
+
+def flags(faces, threshold: float) -> list[bool]:
+    """The flag as the classifier defines it, computed here from each face's uncertainty; both values occur."""
+    expected = [bool(face.uncertainty >= threshold) for face in faces]
+    assert set(expected) == {True, False}
+    return expected
 
 
 def _rgb(hex_color):
@@ -56,13 +71,14 @@ def test_annotate_shrinks_big_photos(photo_result):
     assert max(small.size) == 450
 
 
-def test_faces_table_has_one_row_per_face_with_probabilities(photo_result, predictor):
+def test_faces_table_has_one_row_per_face_with_probabilities(flagged_photo, predictor):
+    photo_result, threshold = flagged_photo
     blank = predictor.predict(encode(Image.new("RGB", (300, 200), "gray")), name="blank.png")
     table = faces_table([photo_result, blank])
     assert len(table) == 3
     assert list(table["face"]) == [1, 2, 3]
     assert set(table["file"]) == {"three faces.jpg"}
-    assert list(table["uncertain"]) == [bool(f.uncertain) for f in photo_result.faces]
+    assert list(table["uncertain"]) == flags(photo_result.faces, threshold)
     in_percent = faces_table([photo_result], in_percent=True)
     np.testing.assert_allclose(in_percent[list(CLASSES)], table[list(CLASSES)] * 100)
     np.testing.assert_allclose(in_percent["confidence"], table["confidence"] * 100)
@@ -71,7 +87,8 @@ def test_faces_table_has_one_row_per_face_with_probabilities(photo_result, predi
     assert table[["x", "y", "width", "height"]].values.tolist() == [f.box.as_list() for f in photo_result.faces]
 
 
-def test_csv_and_json_downloads_carry_boxes_probabilities_and_uncertainty(photo_result):
+def test_csv_and_json_downloads_carry_boxes_probabilities_and_uncertainty(flagged_photo):
+    photo_result, threshold = flagged_photo
     ordered = in_reading_order(photo_result)
     table = pd.read_csv(io.StringIO(results_to_csv([ordered])))
     assert len(table) == 3
@@ -79,13 +96,13 @@ def test_csv_and_json_downloads_carry_boxes_probabilities_and_uncertainty(photo_
     assert table[["x", "y", "w", "h"]].values.tolist() == [f.box.as_list() for f in ordered.faces]
     assert table["face"].tolist() == [1, 2, 3]
     np.testing.assert_allclose(table["uncertainty"], [f.uncertainty for f in ordered.faces], atol=1e-4)
-    assert table["uncertain"].tolist() == [bool(f.uncertain) for f in ordered.faces]
+    assert table["uncertain"].tolist() == flags(ordered.faces, threshold)
     photos = json.loads(results_json([ordered]))
     assert photos[0]["file"] == "three faces.jpg"
     faces = photos[0]["faces"]
     assert [f["box"] for f in faces] == [f.box.as_list() for f in ordered.faces]
     assert [f["face"] for f in faces] == [1, 2, 3]
-    assert [f["uncertain"] for f in faces] == [bool(f.uncertain) for f in ordered.faces]
+    assert [f["uncertain"] for f in faces] == flags(ordered.faces, threshold)
     assert [f["uncertainty"] for f in faces] == [round(float(f.uncertainty), 4) for f in ordered.faces]
     assert all(abs(sum(f["probs"].values()) - 1) < 1e-3 for f in faces)
 
