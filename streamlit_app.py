@@ -22,10 +22,10 @@ if "app.setup" not in sys.modules:
     # Its first import (torch) holds the interpreter lock for seconds: a moment first lets the server
     # send the menu drawn above, which would otherwise wait for the import to finish.
     time.sleep(0.1)
-from app import setup, widgets  # noqa: E402  (after the menu is drawn and sent)
+from app import setup, state, widgets  # noqa: E402  (after the menu is drawn and sent)
 
 setup.keep_uploads_in_memory()  # before any upload arrives
 widgets.keep_values()  # the widget values each page asked to keep across pages
 st.session_state[FRAME] = True  # the page checks it: app.navigation.frame_ran
 navigation.run()
-setup.warm_up()  # after the page is drawn, so the first visit is not slowed by it
+setup.warm_up(state.classifier)  # after the page is drawn, so the first visit is not slowed by it

@@ -27,15 +27,40 @@ class Headline:
     detail: str
 
 
+TRUTH_NAMES = {"crowd": "the crowd's label (FERPlus, ten people per face)", "folder": "FER2013's original labels"}
+
+
 def splits_with_metrics(card: dict) -> list[str]:
     """Splits the card has metrics for, validation first (the split to trust), then test, then others."""
     metrics = card.get("metrics") or {}
     ordered = [s for s in PREFERRED_SPLITS if s in metrics] + sorted(s for s in metrics if s not in PREFERRED_SPLITS)
-    return [s for s in ordered if isinstance(metrics.get(s), dict) and "confusion_matrix" in metrics[s]]
+    return [s for s in ordered if "confusion_matrix" in split_metrics(card, s)]
 
 
-def split_metrics(card: dict, split: str) -> dict:
-    return (card.get("metrics") or {}).get(split) or {}
+def split_report(card: dict, split: str) -> dict:
+    """`fer evaluate`'s whole report for a split: its truths' blocks, the headline's name, tta, ..."""
+    found = (card.get("metrics") or {}).get(split)
+    return found if isinstance(found, dict) else {}
+
+
+def truths(card: dict, split: str) -> list[str]:
+    """The truths the split was scored against, the headline first ('crowd', then 'folder')."""
+    report = split_report(card, split)
+    names = [report.get("headline"), "crowd", "folder"]
+    return [n for n in dict.fromkeys(names) if isinstance(report.get(n), dict)]
+
+
+def split_metrics(card: dict, split: str, truth: str | None = None) -> dict:
+    """One truth's metrics block for a split (default: the report's headline truth)."""
+    report = split_report(card, split)
+    found = report.get(truth or report.get("headline") or "folder")
+    return found if isinstance(found, dict) else {}
+
+
+def interval_text(block: dict) -> str:
+    """The accuracy's 95% interval, in words ('' when the block has none)."""
+    low, high = block.get("accuracy_interval") or (None, None)
+    return "" if low is None else f"95% interval {low:.1%}–{high:.1%}"
 
 
 def _pct(value) -> str:
@@ -46,36 +71,39 @@ def _count(n) -> str:
     return f"{int(n):,}"
 
 
-def fer2013_test_rows(card: dict) -> dict | None:
-    """Accuracy on the images that are FER2013's own test rows: {'split', 'n', 'accuracy', 'public', 'private'}.
+def fer2013_test_rows(card: dict, truth: str | None = None) -> dict | None:
+    """Accuracy on the images that are FER2013's own test rows: {'split', 'n', 'accuracy', 'public', 'private',
+    'interval'}, against `truth` (default: the headline truth).
 
-    The number to compare with published FER2013 models; read from card['metrics'][split]['subsets'].
+    Public FER2013 models never trained on these rows; read from card['metrics'][split][truth]['subsets'].
     """
     for split in splits_with_metrics(card):
-        subsets = split_metrics(card, split).get("subsets") or {}
+        subsets = split_metrics(card, split, truth).get("subsets") or {}
         rows = subsets.get("fer2013_test_rows") or {}
         if rows.get("n") and rows.get("accuracy") is not None:
             return {
                 "split": split,
                 "n": int(rows["n"]),
                 "accuracy": float(rows["accuracy"]),
+                "interval": interval_text(rows),
                 "public": subsets.get("fer2013_public_test"),
                 "private": subsets.get("fer2013_private_test"),
             }
     return None
 
 
-# What public FER2013 models score on the same test rows (the project's comparison, for context only).
+# What public FER2013 models score on the same test rows against FER2013's labels (for context only).
 PUBLISHED_FER2013_TEST_ROWS = "about 79-81%"
 
 
 def fer2013_sentence(card: dict) -> str | None:
-    rows = fer2013_test_rows(card)
+    """The comparison with public FER2013 models: on FER2013's labels, the only truth they were trained on."""
+    rows = fer2013_test_rows(card, "folder")
     if rows is None:
         return None
     parts = [
-        f"{_count(rows['n'])} of the {rows['split']} images are FER2013's own test rows: on them the model is "
-        f"{_pct(rows['accuracy'])} accurate"
+        f"{_count(rows['n'])} of the {rows['split']} images are FER2013's own test rows: against FER2013's original "
+        f"labels the model is {_pct(rows['accuracy'])} accurate on them ({rows['interval']})"
     ]
     detail = [
         f"{name} test {_pct(found['accuracy'])} of {_count(found['n'])}"
@@ -83,54 +111,87 @@ def fer2013_sentence(card: dict) -> str | None:
         if isinstance(found, dict) and found.get("n") and found.get("accuracy") is not None
     ]
     if detail:
-        parts.append(f" ({', '.join(detail)})")
+        parts.append(f"; {', '.join(detail)}")
     parts.append(
-        f". This is the number to compare with public FER2013 models, which score {PUBLISHED_FER2013_TEST_ROWS} on these images."
+        f". This is the number to compare with public FER2013 models, which were trained on those labels and score "
+        f"{PUBLISHED_FER2013_TEST_ROWS} on these images."
     )
+    crowd = fer2013_test_rows(card, "crowd")
+    if crowd is not None:
+        parts.append(
+            f" Against the crowd's label the model is {_pct(crowd['accuracy'])} accurate on the "
+            f"{_count(crowd['n'])} of them the crowd labelled ({crowd['interval']})."
+        )
     return "".join(parts)
 
 
 def crowd_agreement_sentence(card: dict) -> str | None:
-    """How the model does where the FERPlus crowd agrees with the folder label and where it does not."""
+    """How the model does against the folder label where the FERPlus crowd agrees with it and where not."""
     for split in splits_with_metrics(card):
-        subsets = split_metrics(card, split).get("subsets") or {}
+        subsets = split_metrics(card, split, "folder").get("subsets") or {}
         agrees, disagrees = subsets.get("crowd_agrees_with_label"), subsets.get("crowd_disagrees_with_label")
         if isinstance(agrees, dict) and isinstance(disagrees, dict) and agrees.get("n") and disagrees.get("n"):
             return (
-                f"The FERPlus crowd (ten people per face) reads {_count(agrees['n'])} of the {split} faces as their folder "
-                f"label: on those the model is {_pct(agrees['accuracy'])} accurate. On the {_count(disagrees['n'])} it reads "
-                f"as another of the four classes the model is {_pct(disagrees['accuracy'])} accurate: "
-                "much of the remaining error is disagreement about the label itself."
+                f"The FERPlus crowd (ten people per face) reads {_count(agrees['n'])} of the {split} faces as their "
+                f"folder label: there the model agrees with that label on {_pct(agrees['accuracy'])}. On the "
+                f"{_count(disagrees['n'])} faces it reads as another of the four classes, the model agrees with the "
+                f"folder label on only {_pct(disagrees['accuracy'])}: it sides with the crowd, mostly on serious faces "
+                "the folder calls sad and people call neutral."
             )
     return None
 
 
+def crowd_sentence(card: dict) -> str | None:
+    """What the headline truth is, how many faces lack a crowd label and why, and the probabilities vs people."""
+    for split in splits_with_metrics(card):
+        crowd = split_metrics(card, split, "crowd")
+        if not crowd:
+            continue
+        missing = crowd.get("no_label") or {}
+        why = ", ".join(f"{k.replace('_', ' ')} {_count(v)}" for k, v in missing.items() if v)
+        text = (
+            f"Accuracy is scored against {TRUTH_NAMES['crowd']}: on the {split} split the crowd labels "
+            f"{_count(crowd['n'])} faces; {_count(sum(missing.values()))} have no crowd label ({why}) and are left out."
+        )
+        if crowd.get("vote_shares_tv") is not None:
+            text += (
+                f" On average the model's four probabilities are {crowd['vote_shares_tv']:.2f} (total-variation "
+                "distance, 0 = the same) from the share of people who chose each class."
+            )
+        return text
+    return None
+
+
 def result_sentences(card: dict) -> list[str]:
-    """The sentences under the headline numbers (page and HTML export): the comparable number, label noise."""
-    return [s for s in (fer2013_sentence(card), crowd_agreement_sentence(card)) if s]
+    """The sentences under the headline numbers (page and HTML export): the truth, the comparison, label noise."""
+    return [s for s in (crowd_sentence(card), fer2013_sentence(card), crowd_agreement_sentence(card)) if s]
 
 
 def headline(card: dict, weights_bytes: int | None = None) -> list[Headline]:
-    """The first numbers a reader needs, each saying which split and how many images it comes from."""
+    """The first numbers a reader needs, each saying which truth, which split and how many images."""
     items = []
     for split in splits_with_metrics(card):
-        m = split_metrics(card, split)
-        size = f"{split} split, {_count(m.get('n', 0))} images"
-        if split == "test" and m.get("n", 0) < 1000:
-            size += f" (small: one image is {1 / max(m['n'], 1):.1%})"
-        if m.get("tta"):  # weights shipped with flip TTA: say so, and what one view scores
-            one_view = ((card.get("metrics_one_view") or {}).get(split) or {}).get("accuracy")
-            size += "; face and mirror averaged, as served" + (f" (one view {_pct(one_view)})" if one_view else "")
-        items.append(Headline(f"{split.capitalize()} accuracy", _pct(m["accuracy"]), size))
-        if (split == PREFERRED_SPLITS[0] or len(items) == 1) and "macro_f1" in m:
-            items.append(Headline("Macro F1", _pct(m["macro_f1"]), f"{split} split, mean over the 4 classes"))
-    rows = fer2013_test_rows(card)
+        report = split_report(card, split)
+        for truth in truths(card, split):
+            m = split_metrics(card, split, truth)
+            size = f"against {TRUTH_NAMES[truth]}; {split} split, {_count(m.get('n', 0))} images"
+            size += f"; {interval_text(m)}" if interval_text(m) else ""
+            if report.get("tta") and truth == truths(card, split)[0]:  # flip TTA: say so, and what one view scores
+                one_view = ((card.get("metrics_one_view") or {}).get(split) or {}).get(truth, {}).get("accuracy")
+                size += "; face and mirror averaged, as served" + (f" (one view {_pct(one_view)})" if one_view else "")
+            label = f"{split.capitalize()} accuracy" + (" (crowd)" if truth == "crowd" else " (FER2013 labels)")
+            items.append(Headline(label, _pct(m["accuracy"]), size))
+            if split == PREFERRED_SPLITS[0] and truth == truths(card, split)[0] and "macro_recall" in m:
+                recall = f"{split} split, mean of the 4 classes' recall against {TRUTH_NAMES[truth]}"
+                items.append(Headline("Macro recall", _pct(m["macro_recall"]), recall))
+    rows = fer2013_test_rows(card, "folder")
     if rows is not None:
         items.append(
             Headline(
                 "FER2013 test rows",
                 _pct(rows["accuracy"]),
-                f"{_count(rows['n'])} {rows['split']} images; comparable with public FER2013 models ({PUBLISHED_FER2013_TEST_ROWS})",
+                f"{_count(rows['n'])} {rows['split']} images, FER2013's labels ({rows['interval']}); comparable with "
+                f"public FER2013 models ({PUBLISHED_FER2013_TEST_ROWS})",
             )
         )
     # The cross-fitted ECE where there is one: the shipped model's own ECE on validation is in-sample.
@@ -187,6 +248,12 @@ def calibration_summary(card: dict) -> str | None:
         return None
     if temperature is None:
         return "The probabilities are calibrated so that they can be read as chances."
+    if found.get("target") == "crowd_vote_shares":
+        return (
+            f"Temperature scaling: the model's scores are divided by T = {float(temperature):.3f} before the softmax, "
+            "T fitted to the FERPlus crowd's vote shares, so that a probability reads as the share of people who "
+            "would call the face that (about 7 in 10 for 70%)."
+        )
     return (
         f"Temperature scaling: the model's scores are divided by T = {float(temperature):.3f} before the softmax, "
         "so that its percentages can be read as chances."
@@ -197,16 +264,25 @@ def calibration_rows(card: dict) -> list[tuple[str, float, float]]:
     """Each expected calibration error the card holds: (what was measured, before, after calibration).
 
     The cross-fitted numbers are the honest ones (the temperature is scored on faces it was not fitted
-    on); the shipped model's own numbers on validation are in-sample.
+    on); the shipped model's own numbers on validation are in-sample. ECE is against the headline truth
+    (the crowd's label where there are votes); the distance to the crowd's vote shares is its own row.
     """
     rows = []
     found = card.get("calibration") if isinstance(card.get("calibration"), dict) else {}
     if found.get("ece_before") is not None and found.get("ece_after") is not None:
         rows.append(
             (
-                "Cross-fitted (fit on one half of validation, scored on the other)",
+                "Cross-fitted ECE (fit on one half of validation, scored on the other)",
                 float(found["ece_before"]),
                 float(found["ece_after"]),
+            )
+        )
+    if found.get("tv_before") is not None and found.get("tv_after") is not None:
+        rows.append(
+            (
+                "Cross-fitted distance to the crowd's four vote shares (mean total variation)",
+                float(found["tv_before"]),
+                float(found["tv_after"]),
             )
         )
     for split in splits_with_metrics(card):

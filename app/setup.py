@@ -1,7 +1,8 @@
 """Process-wide set-up of the app: each function runs once per server process (functools.cache).
 
 streamlit_app.py keeps uploads in memory before any page and starts the warm-up after the page is
-drawn; the model's first load sets torch's thread count (app.state)."""
+drawn; the model's first load sets torch's thread count (app.state). Imports nothing of the view
+layer: app.state imports this module."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import functools
 import logging
 import threading
 
-from app import state
+from collections.abc import Callable
+
 from fer.config import environment
 
 # Above server.maxUploadSize (50 MB, .streamlit/config.toml) plus the multipart framing.
@@ -41,9 +43,9 @@ def use_torch_threads() -> None:
 
 
 @functools.cache
-def warm_up() -> None:
-    """Import pytorch-grad-cam and load the model in a background thread, so the first photo waits for
-    neither (pages draw without the model). FER_NO_WARMUP=1 turns it off."""
+def warm_up(load_model: Callable[[], object]) -> None:
+    """Import pytorch-grad-cam and call `load_model` (the app's cached model) in a background thread, so
+    the first photo waits for neither (pages draw without the model). FER_NO_WARMUP=1 turns it off."""
     if not environment().warm_up:
         return
     # pytorch-grad-cam pulls in pandas and plotly too: imported here first, in the script thread, so that
@@ -60,7 +62,7 @@ def warm_up() -> None:
         with contextlib.suppress(Exception):
             grad_cam()
         with contextlib.suppress(Exception):
-            state.classifier()
+            load_model()
 
     # Streamlit warns once that this thread has no script context (the cache's spinner looks for a page
     # to draw on); a background load has none by design, so that warning is dropped for this thread only.

@@ -253,7 +253,7 @@ def maps_per_class(face: np.ndarray, method: str, layer: str) -> np.ndarray:
 def validation_reliability() -> dict | None:
     """Reliability bins from the validation predictions, when the Dataset page already computed them."""
     from fer import browse
-    from fer.evaluate import expected_calibration_error, reliability_bins
+    from fer.metrics import expected_calibration_error, reliability_bins
 
     root, _ = data_root()
     if root is None or "validation" not in splits_in(root):

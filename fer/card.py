@@ -18,6 +18,7 @@ import torch
 
 from fer import data, quantize
 from fer.augment import degrade_faces
+from fer.browse import ship_predictions
 from fer.calibrate import (
     OTHER_HEAD_L2,
     OUT_OF_SCOPE_FLAG_RATE,
@@ -28,12 +29,12 @@ from fer.calibrate import (
     uncertainty_report,
 )
 from fer.checkpoint import CARD_NAME, load_model, save_weights
-from fer.config import DEFAULT_WEIGHTS
+from fer.config import DEFAULT_WEIGHTS, PROJECT_ROOT
 from fer.errors import FerError
 from fer.evaluate import evaluate_folder
 from fer.model import count_macs, count_params, describe
 from fer.predict import DEFAULT_UNCERTAINTY_THRESHOLD, Classifier
-from fer.train import reproduce_command
+from fer.recipe import reproduce_command
 
 INT8_CALIBRATION_FACES = 8192  # train faces the int8 activation ranges are observed on (docs/reliability.md)
 
@@ -137,6 +138,40 @@ def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict,
     return calibration, uncertainty, head
 
 
+def training_card(summary: dict, command: str | None, meta: dict) -> dict:
+    """How the weights were trained: the command, the recipe and today's command that trains it again,
+    and, for a fine-tuning stage, the weights it started from (with their own card, where shipped)."""
+    try:
+        reproduce = reproduce_command(summary["recipe"]) if summary.get("recipe") else None
+    except (TypeError, ValueError):  # a recipe with options this version no longer has
+        reproduce = None
+    training = {
+        "command": command or summary.get("command"),
+        # The same recipe with today's `fer train` (its defaults are the shipped recipe).
+        "reproduce": reproduce,
+        "recipe": summary.get("recipe"),
+        "data": summary.get("data"),
+        "best_epoch": summary.get("best_epoch", meta.get("epoch")),
+        "train_time_s": summary.get("train_time_s"),
+        "wall_time_s": summary.get("wall_time_s"),
+        "machine": summary.get("machine") or platform.processor(),
+        "torch": summary.get("torch"),
+    }
+    init = (summary.get("recipe") or {}).get("init")
+    if init:
+        init_path = Path(init) if Path(init).is_absolute() else PROJECT_ROOT / init
+        init_card = init_path.with_suffix(".json")
+        training["init"] = {"file": init, "sha256": summary.get("init_sha256")}
+        if init_card.is_file():
+            parent = json.loads(init_card.read_text())
+            if parent.get("weights_sha256") == summary.get("init_sha256"):
+                training["init"]["card"] = parent
+                parent_time = (parent.get("training") or {}).get("train_time_s")
+                if parent_time and training["train_time_s"]:
+                    training["total_train_time_s"] = round(parent_time + training["train_time_s"], 1)
+    return training
+
+
 def split_reports(root: Path, weights: Path, classifier: Classifier) -> dict:
     """`fer evaluate`'s report for each of the validation and test splits that exist (no server paths)."""
     reports = {}
@@ -196,18 +231,7 @@ def build_card(
             "params": count_params(model),
             "macs_per_face": count_macs(model),
         },
-        "training": {
-            "command": command or summary.get("command"),
-            # The same recipe with today's `fer train` (its defaults are the shipped recipe).
-            "reproduce": reproduce_command(summary["recipe"]) if summary.get("recipe") else None,
-            "recipe": summary.get("recipe"),
-            "data": summary.get("data"),
-            "best_epoch": summary.get("best_epoch", meta.get("epoch")),
-            "train_time_s": summary.get("train_time_s"),
-            "wall_time_s": summary.get("wall_time_s"),
-            "machine": summary.get("machine") or platform.processor(),
-            "torch": summary.get("torch"),
-        },
+        "training": training_card(summary, command, meta),
         "inference": {
             "precision": "int8 (PyTorch FX post-training static quantization, x86 kernels); fp32 (stored as float16) where int8 is unavailable and for Grad-CAM",
             "test_time_augmentation": (
@@ -231,4 +255,6 @@ def build_card(
     if tta:  # what one view scores, for comparison (same temperature)
         card["metrics_one_view"] = split_reports(root, weights_out, classifier.with_tta(False))
     (weights_out.parent / CARD_NAME).write_text(json.dumps(card, indent=1))
+    # The validation split's predictions as served, so the Dataset page's first visit computes nothing.
+    ship_predictions(classifier, data.load_folder(root, "validation"), weights_out.parent / "predictions")
     return card

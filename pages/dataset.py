@@ -19,8 +19,8 @@ from app.report import PERCENT_FORMAT, per_class_rows, split_metrics, splits_wit
 from app.results import escape_markdown
 from fer import browse
 from fer.config import CLASSES, DEFAULT_DATA_DIR, environment
-from fer.evaluate import compute_metrics
 from fer.explain import DEFAULT_METHOD, overlay
+from fer.metrics import compute_metrics
 
 widgets.keep(
     *("data_dir", "ds_split", "ds_view", "ds_true", "ds_pred", "ds_verdict", "ds_flagged", "ds_cams", "ds_page"),

@@ -108,7 +108,8 @@ def render() -> None:
         split = st.radio("Split", splits, horizontal=True, key="report_split")
         metrics = split_metrics(card, split)
         st.caption(
-            f"{metrics.get('n', 0):,} images in the {split} split. Rows: the true class; columns: what the model predicted."
+            f"{metrics.get('n', 0):,} images of the {split} split, against {metrics.get('truth', 'their labels')}. "
+            "Rows: the true class; columns: what the model predicted."
         )
         left, right = st.columns(2, gap="large")
         left.plotly_chart(confusion_heatmap(metrics["confusion_matrix"], title="Counts"), key="report-confusion")
@@ -136,7 +137,7 @@ def render() -> None:
         st.markdown(escape_markdown(summary))
     lines = calibration_lines(card)
     if lines:
-        st.markdown("Expected calibration error (ECE, 15 bins; lower is better):")
+        st.markdown("Expected calibration error (ECE, 15 bins) and distance to the crowd's votes; lower is better:")
         st.markdown("\n".join(f"- {escape_markdown(line)}" for line in lines))
     if reliability:
         st.markdown(escape_markdown(reliability_caption(reliability)))

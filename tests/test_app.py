@@ -15,7 +15,7 @@ from app.results import in_reading_order
 from fer import data
 from fer.batch import predict_batch
 from fer.config import CLASSES
-from fer.evaluate import compute_metrics
+from fer.metrics import compute_metrics
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 
@@ -746,7 +746,7 @@ def test_pages_draw_without_the_model_and_the_warm_up_loads_it_once(monkeypatch,
 
     monkeypatch.delenv("FER_NO_WARMUP")
     setup.warm_up.cache_clear()
-    setup.warm_up()
+    setup.warm_up(state.classifier)
     for thread in threading.enumerate():
         if thread.name == setup.WARM_UP_THREAD:
             thread.join(timeout=120)

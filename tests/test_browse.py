@@ -7,7 +7,7 @@ import pytest
 
 from fer import browse, data
 from fer.config import CLASSES
-from fer.evaluate import compute_metrics
+from fer.metrics import compute_metrics
 from fer.predict import Classifier
 
 

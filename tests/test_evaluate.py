@@ -8,7 +8,8 @@ import pytest
 from fer import data
 from fer.cli import main as cli
 from fer.config import CLASSES
-from fer.evaluate import compute_metrics, evaluate_faces, expected_calibration_error, format_report
+from fer.evaluate import evaluate_faces, format_report
+from fer.metrics import compute_metrics, expected_calibration_error
 
 REPORT_KEYS = {
     "n",

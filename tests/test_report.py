@@ -22,7 +22,7 @@ from app.report import (
     uncertainty_summary,
 )
 from fer.checkpoint import read_card
-from fer.evaluate import reliability_bins
+from fer.metrics import reliability_bins
 
 MINIMAL = {"name": "FerNet", "classes": ["happy", "sad", "surprise", "neutral"]}
 
