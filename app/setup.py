@@ -10,7 +10,6 @@ import contextlib
 import functools
 import logging
 import threading
-
 from collections.abc import Callable
 
 from fer.config import environment

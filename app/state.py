@@ -200,6 +200,21 @@ def split_flags(root: str, split: str) -> list[str]:
     return browse.duplicate_flags(faces, groups)
 
 
+@st.cache_data(show_spinner=False, max_entries=6)
+def split_votes(root: str, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The FERPlus crowd's ten vote counts (N, 10) and labels (N,; data.NO_CROWD_LABEL where none) for the
+    split's faces; None where there is no votes file or it has no row for them."""
+    from fer import data
+
+    votes_file = data.find_votes_file(Path(root))
+    if votes_file is None:
+        return None
+    faces = load_split(root, split)
+    votes = data.load_votes(votes_file)
+    counts, has_row = data.vote_counts(faces, votes)
+    return (counts, data.crowd_labels(faces, votes)[0]) if has_row.any() else None
+
+
 def split_predictions(root: str, split: str, tta: bool | None = None) -> np.ndarray:
     """The split's probabilities (`tta`: with the mirrored face too; None: as served); a progress bar shows
     while they are computed the first time."""

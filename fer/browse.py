@@ -151,6 +151,7 @@ def select(
     true / predicted: a class name or None for any. verdict: one of VERDICTS; 'most confident mistakes'
     sorts the wrong ones by confidence (highest first), 'least confident' sorts all by confidence
     (lowest first); otherwise dataset order. only: an optional boolean mask (e.g. flagged images).
+    A label below 0 means the face has none in this truth (no crowd label): it is neither right nor wrong.
     """
     if verdict not in VERDICTS:
         raise ValueError(f"Unknown verdict {verdict!r}; choose one of {VERDICTS}.")
@@ -165,7 +166,7 @@ def select(
     if verdict == "right":
         mask &= preds == labels
     elif verdict in ("wrong", "most confident mistakes"):
-        mask &= preds != labels
+        mask &= (preds != labels) & (labels >= 0)
     if only is not None:
         mask &= np.asarray(only, dtype=bool)
     index = np.flatnonzero(mask)

@@ -271,6 +271,15 @@ def crowd_agrees(faces: FaceSet, votes: dict[str, dict[str, str]]) -> tuple[np.n
     return has_votes & same, has_votes & ~same
 
 
+VOTE_NAMES = dict(zip(ALL_VOTE_COLUMNS, (*CLASSES, *OUT_OF_SCOPE_VOTES, "unknown", "not a face"), strict=True))
+
+
+def vote_summary(counts: np.ndarray) -> str:
+    """One face's ten vote counts in words, most votes first: 'neutral 6 · sad 3 · anger 1' ('' with none)."""
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    return " · ".join(f"{VOTE_NAMES[ALL_VOTE_COLUMNS[i]]} {int(counts[i])}" for i in order if counts[i] > 0)
+
+
 def fer2013_usage(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:
     """Per image, its FER2013 usage (Training / PublicTest / PrivateTest), or '' when unknown."""
     return np.array([votes.get(key, {}).get("fer2013_usage", "") for key in faces.keys])

@@ -15,22 +15,24 @@ from app.plots import (
     confusion_heatmap,
     per_class_bars,
 )
-from app.report import PERCENT_FORMAT, per_class_rows, split_metrics, splits_with_metrics
+from app.report import PERCENT_FORMAT, per_class_rows, split_metrics, splits_with_metrics, truths
 from app.results import escape_markdown
 from fer import browse
 from fer.config import CLASSES, DEFAULT_DATA_DIR, environment
+from fer.data import vote_summary
 from fer.explain import DEFAULT_METHOD, overlay
 from fer.metrics import compute_metrics
 
 widgets.keep(
     *("data_dir", "ds_split", "ds_view", "ds_true", "ds_pred", "ds_verdict", "ds_flagged", "ds_cams", "ds_page"),
-    *("ds_card_split", "ds_card_view"),
+    *("ds_card_split", "ds_card_view", "ds_truth"),
 )  # this page's settings survive a visit to another page
 
 ANY = "any"
 PAGE_SIZE = 24
 PER_ROW = 8
 VIEWS = ("Counts", "Share of true class")
+TRUTHS = {"crowd": "Crowd (ten people per face)", "folder": "Folder label (FER2013, one person)"}
 
 
 def dataset_setting(problem: str | None) -> None:
@@ -77,7 +79,8 @@ def without_dataset() -> None:
         return
     st.header("Stored results")
     split = st.radio("Split", splits, horizontal=True, key="ds_card_split")
-    metrics = split_metrics(card, split)
+    truth = truth_setting(truths(card, split))
+    metrics = split_metrics(card, split, truth)
     show_headline(metrics, flagged=None)
     left, right = st.columns(2, gap="large")
     with left:
@@ -93,10 +96,21 @@ def without_dataset() -> None:
         st.plotly_chart(class_balance_bars(balance), key="card-balance")
 
 
-def show_headline(metrics: dict, flagged: int | None) -> None:
+def show_headline(metrics: dict, flagged: int | None, unlabelled: int | None = None) -> None:
     columns = st.columns(5 if flagged is not None else 4)
-    columns[0].metric("Images", f"{metrics['n']:,}")
-    columns[1].metric("Accuracy", f"{metrics['accuracy']:.1%}")
+    low, high = metrics.get("accuracy_interval") or (None, None)
+    columns[0].metric(
+        "Images",
+        f"{metrics['n']:,}",
+        help=f"{unlabelled:,} more faces have no crowd label (a tie, another expression, 'unknown' or 'not a face')."
+        if unlabelled
+        else None,
+    )
+    columns[1].metric(
+        "Accuracy",
+        f"{metrics['accuracy']:.1%}",
+        help=f"95% interval {low:.1%}–{high:.1%} (Wilson)." if low is not None else None,
+    )
     columns[2].metric("Macro F1", f"{metrics['macro_f1']:.1%}")
     columns[3].metric(
         "Calibration error (ECE)",
@@ -106,6 +120,22 @@ def show_headline(metrics: dict, flagged: int | None) -> None:
     )
     if flagged is not None:
         columns[4].metric("Flagged images", f"{flagged:,}", help="Exact pixel duplicates or conflicting labels.")
+
+
+def truth_setting(available) -> str:
+    """Which labels count as the truth: the crowd's (the default, where there are votes) or the folder's."""
+    available = [t for t in TRUTHS if t in available]
+    if st.session_state.get("ds_truth") not in available:
+        st.session_state["ds_truth"] = available[0]
+    return st.radio(
+        "Truth",
+        available,
+        horizontal=True,
+        key="ds_truth",
+        format_func=TRUTHS.get,
+        help="The crowd's label is the most-voted of the ten FERPlus votes per face (ten people), where it is one "
+        "of the four classes; the folder label is FER2013's original label, given by one person.",
+    )
 
 
 def on_cell_click() -> None:
@@ -187,12 +217,17 @@ def filters() -> dict:
     }
 
 
-def browse_section(faces, probs, flags) -> None:
+def true_name(label: int) -> str:
+    return CLASSES[label] if label >= 0 else "no crowd label"
+
+
+def browse_section(faces, labels, probs, flags, votes) -> None:
+    """`labels`: the chosen truth's (below 0 where the crowd gave none); `votes`: (N, 10) counts or None."""
     st.subheader("Browse images")
     chosen = filters()
     flagged_mask = np.array([bool(f) for f in flags])
     index = browse.select(
-        faces.labels,
+        labels,
         probs,
         true=chosen["true"],
         predicted=chosen["predicted"],
@@ -236,16 +271,23 @@ def browse_section(faces, probs, flags) -> None:
             mark = " :material/warning:" if flags[i] else ""
             column.image(
                 overlay(faces.images[i], cam, 0.5 if chosen["cams"] else 0.0, size=144),
-                caption=f"{CLASSES[faces.labels[i]]} → {CLASSES[preds[i]]} {probs[i].max():.0%}{mark}",
+                caption=f"{true_name(labels[i])} → {CLASSES[preds[i]]} {probs[i].max():.0%}{mark}",
                 width="stretch",
             )
-    st.caption("Caption: true class → predicted class and its probability; :material/warning: marks a flagged image.")
+            if votes is not None:
+                column.caption(f"crowd: {vote_summary(votes[i]) or 'no votes'}")
+    st.caption(
+        "Caption: true class → predicted class and its probability; :material/warning: marks a flagged image. "
+        + ("Below each face: the ten FERPlus votes." if votes is not None else "")
+    )
     table = {  # percentages (85.2 for 85.2%), shown with one decimal like every table of the app
         "image": [faces.keys[i] for i in index],
-        "true": [CLASSES[faces.labels[i]] for i in index],
+        "true": [true_name(labels[i]) for i in index],
+        "folder label": [CLASSES[faces.labels[i]] for i in index],
         "predicted": [CLASSES[preds[i]] for i in index],
         "confidence": [float(probs[i].max()) * 100 for i in index],
         **{name: [float(probs[i, k]) * 100 for i in index] for k, name in enumerate(CLASSES)},
+        **({"crowd votes": [vote_summary(votes[i]) for i in index]} if votes is not None else {}),
         "flag": [flags[i] for i in index],
     }
     st.dataframe(
@@ -281,9 +323,14 @@ def render() -> None:
         faces = state.load_split(str(root), split)
     probs = state.split_predictions(str(root), split, tta)
     flags = state.split_flags(str(root), split)
-    metrics = compute_metrics(faces.labels, probs)
+    crowd = state.split_votes(str(root), split)
+    truth = truth_setting(("crowd", "folder") if crowd is not None else ("folder",))
+    votes, labels = (crowd[0], crowd[1]) if crowd is not None else (None, faces.labels)
+    labels = labels if truth == "crowd" else faces.labels
+    labelled = labels >= 0
+    metrics = compute_metrics(labels[labelled], probs[labelled])
     conflicting = sum(1 for f in flags if f.startswith("conflicting"))
-    show_headline(metrics, flagged=sum(1 for f in flags if f))
+    show_headline(metrics, flagged=sum(1 for f in flags if f), unlabelled=int((~labelled).sum()))
     # The folder's name only: the server's full path is for the Dataset location expander.
     folder = f"{root.name}/{split}" if split else root.name
     st.caption(
@@ -292,7 +339,7 @@ def render() -> None:
     )
     confusion_section(metrics, split)
     balance_section(root)
-    browse_section(faces, probs, flags)
+    browse_section(faces, labels, probs, flags, votes)
 
 
 widgets.run(render)

@@ -587,19 +587,54 @@ def tiny_validation(tiny_dataset, classifier):
     return faces, classifier.predict_proba(faces.images)
 
 
+@pytest.fixture(scope="module")
+def tiny_crowd(tiny_dataset, tiny_validation):
+    """The tiny validation split's crowd labels (-1: none) and ten vote counts, read from the votes file."""
+    faces, _ = tiny_validation
+    votes = data.load_votes(data.find_votes_file(tiny_dataset))
+    return data.crowd_labels(faces, votes)[0], data.vote_counts(faces, votes)[0]
+
+
 def images_table(at: AppTest):
     return next(df.value for df in at.dataframe if "image" in df.value.columns)
 
 
-def test_dataset_page_scores_the_split_with_the_real_model(with_dataset, tiny_validation):
+def test_dataset_page_scores_the_split_against_the_crowd_then_the_folder_labels(
+    with_dataset, tiny_validation, tiny_crowd
+):
     faces, probs = tiny_validation
+    crowd, _ = tiny_crowd
+    labelled = crowd >= 0
+    assert 0 < (~labelled).sum() < len(faces)  # the tiny split has faces without a crowd label
     at = open_app("pages/dataset.py")
-    assert at.radio(key="ds_split").value == "validation"
+    assert at.radio(key="ds_split").value == "validation" and at.radio(key="ds_truth").value == "crowd"
     metrics = {m.label: m.value for m in at.metric}
-    expected = compute_metrics(faces.labels, probs)
-    assert metrics["Images"] == f"{len(faces):,}"
+    expected = compute_metrics(crowd[labelled], probs[labelled])
+    assert metrics["Images"] == f"{labelled.sum():,}"
     assert metrics["Accuracy"] == f"{expected['accuracy']:.1%}"
-    assert images_table(at)["image"].tolist() == faces.keys  # no filter: every image, in order
+    table = images_table(at)
+    assert table["image"].tolist() == faces.keys  # no filter: every image, in order
+    assert table["true"].tolist() == [CLASSES[k] if k >= 0 else "no crowd label" for k in crowd]
+    assert table["folder label"].tolist() == [CLASSES[k] for k in faces.labels]
+
+    at.radio(key="ds_truth").set_value("folder")
+    rerun(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == f"{len(faces):,}"
+    assert metrics["Accuracy"] == f"{compute_metrics(faces.labels, probs)['accuracy']:.1%}"
+    assert images_table(at)["true"].tolist() == [CLASSES[k] for k in faces.labels]
+
+
+def test_each_listed_face_shows_the_crowds_ten_votes(with_dataset, tiny_validation, tiny_crowd):
+    faces, _ = tiny_validation
+    _, counts = tiny_crowd
+    at = open_app("pages/dataset.py")
+    table = images_table(at)
+    assert table["crowd votes"].tolist() == [data.vote_summary(c) for c in counts]
+    first = counts[0]  # validation/happy/<first file>: its row of ferplus_votes.csv, in words
+    assert sum(int(part.rsplit(" ", 1)[1]) for part in data.vote_summary(first).split(" · ")) == int(first.sum())
+    shown = [c for c in texts(at.main.caption) if c.startswith("crowd: ")]
+    assert shown[:24] == [f"crowd: {data.vote_summary(c)}" for c in counts[:24]]
 
 
 def test_flagged_duplicates_can_be_listed_alone(monkeypatch, tiny_dataset, tmp_path):
@@ -626,13 +661,14 @@ def test_flagged_duplicates_can_be_listed_alone(monkeypatch, tiny_dataset, tmp_p
 
 
 @pytest.mark.parametrize(("true", "predicted"), [("sad", "neutral"), ("happy", "happy"), ("neutral", "sad")])
-def test_choosing_a_confusion_cell_shows_exactly_its_images(with_dataset, tiny_validation, true, predicted):
+def test_choosing_a_confusion_cell_shows_exactly_its_images(with_dataset, tiny_validation, tiny_crowd, true, predicted):
     faces, probs = tiny_validation
+    crowd, _ = tiny_crowd
     at = open_app("pages/dataset.py")
     at.selectbox(key="ds_true").set_value(true)
     at.selectbox(key="ds_pred").set_value(predicted)
     rerun(at)
-    wanted = (faces.labels == CLASSES.index(true)) & (probs.argmax(1) == CLASSES.index(predicted))
+    wanted = (crowd == CLASSES.index(true)) & (probs.argmax(1) == CLASSES.index(predicted))
     expected = [key for key, keep in zip(faces.keys, wanted, strict=True) if keep]
     if not expected:
         assert any("No image matches" in text for text in texts(at.info))
@@ -659,8 +695,11 @@ def test_dataset_filters_survive_a_visit_to_another_page(with_dataset, tiny_vali
     assert images_table(at)["image"].tolist() == shown
 
 
-def test_the_mirror_switch_also_sets_the_dataset_pages_predictions(with_dataset, tiny_validation, classifier):
+def test_the_mirror_switch_also_sets_the_dataset_pages_predictions(
+    with_dataset, tiny_validation, tiny_crowd, classifier
+):
     faces, _ = tiny_validation
+    crowd, _ = tiny_crowd
     at = open_app("pages/dataset.py")
     served = at.toggle(key="tta").value
     assert served is classifier.tta
@@ -672,17 +711,18 @@ def test_the_mirror_switch_also_sets_the_dataset_pages_predictions(with_dataset,
         assert table["image"].tolist() == faces.keys
         np.testing.assert_allclose(table["happy"], probs[:, 0] * 100, atol=1e-3)
         accuracy = {m.label: m.value for m in at.metric}["Accuracy"]
-        assert accuracy == f"{compute_metrics(faces.labels, probs)['accuracy']:.1%}"
+        assert accuracy == f"{compute_metrics(crowd[crowd >= 0], probs[crowd >= 0])['accuracy']:.1%}"
 
 
-def test_most_confident_mistakes_come_first_and_grad_cam_on_demand(with_dataset, tiny_validation):
+def test_most_confident_mistakes_come_first_and_grad_cam_on_demand(with_dataset, tiny_validation, tiny_crowd):
     faces, probs = tiny_validation
+    crowd, _ = tiny_crowd
     at = open_app("pages/dataset.py")
     at.selectbox(key="ds_verdict").set_value("most confident mistakes")
     at.toggle(key="ds_cams").set_value(True)
     rerun(at)
     table = images_table(at)
-    wrong = probs.argmax(1) != faces.labels
+    wrong = (probs.argmax(1) != crowd) & (crowd >= 0)  # a face without a crowd label is neither right nor wrong
     assert len(table) == int(wrong.sum())
     assert (table["true"] != table["predicted"]).all()
     assert table["confidence"].is_monotonic_decreasing
