@@ -26,6 +26,10 @@ from fer.predict import FaceResult, PhotoResult
 SAMPLE_NAME = "astronaut.png"
 SAMPLE_CREDIT = "Sample photo: astronaut Eileen Collins (NASA, public domain), bundled with scikit-image."
 UNCERTAIN_TEXT = "may be another expression"
+PEOPLE_HELP = (
+    "The probabilities were calibrated to the FERPlus crowd: ten people labelled each FER2013 face, and on "
+    "validation faces a probability of 70% means that about 7 in 10 of them chose that expression."
+)
 DISPLAY_SIDE = 1600  # the annotated photo on screen and in the PNG download
 THUMBNAIL_SIDE = 480  # a photo in a gallery of several
 JPEG_QUALITY = 92
@@ -63,6 +67,18 @@ def is_uncertain(face: FaceResult) -> bool:
 
 def face_title(face: FaceResult) -> str:
     return f"Face {face.index + 1}: {face.label} ({face.confidence:.0%})"
+
+
+def people_would_say(face: FaceResult, calibrated_to_people: bool) -> str | None:
+    """The top probability as people read it ("About 7 in 10 people would call this neutral."), where it is
+    true: the weights' probabilities were calibrated to the FERPlus crowd's vote shares, and the face is not
+    flagged as maybe another expression (the crowd's shares cover the four classes only)."""
+    if not calibrated_to_people or is_uncertain(face):
+        return None
+    people = round(face.confidence * 10)
+    if people >= 10:
+        return f"Nearly everyone would call this {face.label}."
+    return f"About {people} in 10 people would call this {face.label}."
 
 
 def in_reading_order(result: PhotoResult) -> PhotoResult:

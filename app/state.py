@@ -80,6 +80,11 @@ def card() -> dict | None:
     return _card(_file_stamp(card_path_for(weights_path())))
 
 
+def calibrated_to_people() -> bool:
+    """Whether the served probabilities were calibrated to the crowd's vote shares (the model card says so)."""
+    return ((card() or {}).get("calibration") or {}).get("target") == "crowd_vote_shares"
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:16]
 

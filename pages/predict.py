@@ -17,6 +17,7 @@ from app import state, widgets
 from app.plots import probability_bars
 from app.report import PERCENT_FORMAT
 from app.results import (
+    PEOPLE_HELP,
     SAMPLE_CREDIT,
     SAMPLE_NAME,
     UNCERTAIN_TEXT,
@@ -27,6 +28,7 @@ from app.results import (
     for_display,
     is_uncertain,
     jpeg_to_png,
+    people_would_say,
     results_json,
 )
 from fer.batch import MAX_ZIP_MEMBERS, is_archive_name, predict_batch, results_to_csv
@@ -169,6 +171,9 @@ def face_cards(key: str, result, settings) -> None:
                 st.subheader(face_title(face))
                 if is_uncertain(face):
                     st.badge(UNCERTAIN_TEXT, icon=":material/help:", color="orange")
+                people = people_would_say(face, state.calibrated_to_people())
+                if people:
+                    st.caption(people, help=PEOPLE_HELP)
                 seen, explained = st.columns(2)
                 seen.image(overlay(face.face, cam, 0.0), caption="what the model saw", width="stretch")
                 explained.image(

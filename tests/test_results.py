@@ -194,3 +194,22 @@ def test_for_display_shrinks_a_large_photo_and_keeps_the_boxes_in_photo_pixels(p
         edge = pixels[y + h // 2, x + 1]
         assert np.abs(edge - np.array(_rgb(CLASS_COLORS[face.label]))).mean() < 25, (face.label, edge)
     assert len(pasted) == len(shown.result.faces)
+
+
+@pytest.mark.parametrize(
+    ("probs", "uncertain", "calibrated", "said"),
+    [
+        ([0.05, 0.2, 0.03, 0.72], False, True, "About 7 in 10 people would call this neutral."),
+        ([0.04, 0.46, 0.05, 0.45], False, True, "About 5 in 10 people would call this sad."),
+        ([0.97, 0.01, 0.01, 0.01], False, True, "Nearly everyone would call this happy."),
+        ([0.05, 0.2, 0.03, 0.72], True, True, None),  # maybe another expression: the shares cover four classes
+        ([0.05, 0.2, 0.03, 0.72], False, False, None),  # probabilities not calibrated to people
+    ],
+)
+def test_people_would_say_only_where_the_probabilities_are_the_crowds(probs, uncertain, calibrated, said):
+    from app.results import people_would_say
+    from fer.faces import Box
+    from fer.predict import FaceResult
+
+    face = FaceResult(0, Box(0, 0, 48, 48), np.zeros((48, 48), np.uint8), np.array(probs), uncertain=uncertain)
+    assert people_would_say(face, calibrated) == said
