@@ -57,6 +57,12 @@ class Recipe:
         "targets",
     )
     label_smoothing: float = option(0.0, "label smoothing of the four-class targets", "targets")
+    balance: float = option(
+        0.0,
+        "weigh each class's loss by (1 / its share of the targets) ** this: 0 = as the targets come, 1 = every "
+        "class counts the same",
+        "targets",
+    )
     # The schedule.
     epochs: int = option(12, "epochs (passes over the training split)", "schedule")
     batch_size: int = option(128, "faces per step", "schedule")

@@ -99,8 +99,26 @@ class EMA:
         self.updates = state["updates"]
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+def soft_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Cross-entropy against target distributions; `class_weights` (K,) scale each class's term."""
+    terms = -targets * F.log_softmax(logits.float(), dim=1)
+    if class_weights is not None:
+        terms = terms * class_weights
+    return terms.sum(dim=1).mean()
+
+
+def balancing_weights(targets: torch.Tensor, power: float) -> torch.Tensor | None:
+    """Per-class loss weights (inverse class share)**power, scaled so the average face weighs 1; None at 0.
+
+    The crowd calls many folder-sad faces neutral, so sad becomes a small class of the crowd's targets:
+    weighing it up keeps the network learning what makes a face sad."""
+    if power == 0:
+        return None
+    share = targets.sum(dim=0) / targets.sum()
+    weights = torch.where(share > 0, share.clamp(min=1e-12) ** -power, torch.zeros_like(share))
+    return weights / (share * weights).sum()
 
 
 @torch.no_grad()
@@ -127,6 +145,7 @@ class TrainState:
     generator: torch.Generator  # drives the order, the augmentation and mixup partners: seeded, resumable
     ema: EMA | None = None
     crowd_head: torch.nn.Linear | None = None  # auxiliary crowd-vote head (--crowd-aux), not shipped
+    class_weights: torch.Tensor | None = None  # the four classes' loss weights (--balance)
 
 
 def train_one_epoch(
@@ -159,7 +178,7 @@ def train_one_epoch(
             embedding = model.embed(x)
             logits = model.head(model.dropout(embedding))
             crowd_logits = state.crowd_head(embedding) if state.crowd_head is not None else None
-        loss = soft_cross_entropy(logits, y[:, :n_classes])
+        loss = soft_cross_entropy(logits, y[:, :n_classes], state.class_weights)
         if crowd_logits is not None:  # images without votes have all-zero shares: no loss
             loss = loss + recipe.crowd_aux * soft_cross_entropy(crowd_logits, y[:, n_classes:])
         state.optimizer.zero_grad(set_to_none=True)
@@ -363,6 +382,10 @@ def main(args) -> dict:
     model = model.to(device, memory_format=torch.channels_last)
     print(f"model: {count_params(model) / 1e6:.2f} M params, {count_macs(model) / 1e6:.0f} M MACs per face")
     state = build_state(recipe, model, len(train), device)
+    state.class_weights = balancing_weights(targets[:, : len(CLASSES)], recipe.balance)
+    if state.class_weights is not None:
+        print("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(CLASSES, state.class_weights.tolist())))
+        state.class_weights = state.class_weights.to(device)
 
     # The best epoch is the one the crowd labels best where there are votes, else the folder labels.
     selected = "val_crowd_accuracy" if val.crowd_labels is not None else "val_accuracy"

@@ -150,3 +150,19 @@ def test_fine_tuning_starts_from_the_init_weights_and_can_train_the_head_alone(t
 def test_init_weights_of_another_network_are_a_clear_error(tiny_dataset, tmp_path):
     with pytest.raises(FerError, match="not the recipe's"):
         main(tiny_args(tiny_dataset, tmp_path, "--epochs", "1", "--init", "weights/fer_net.pt"))
+
+
+def test_balancing_weighs_each_class_by_its_inverse_share_and_keeps_the_average_face_at_one():
+    from fer.train import balancing_weights, soft_cross_entropy
+
+    targets = torch.tensor([[1.0, 0, 0, 0]] * 3 + [[0, 0.5, 0, 0.5]])  # shares 3/4, 1/8, 0, 1/8
+    assert balancing_weights(targets, 0) is None
+    full = balancing_weights(targets, 1.0)
+    share = targets.sum(0) / targets.sum()
+    torch.testing.assert_close(full * share, torch.tensor([1 / 3, 1 / 3, 0.0, 1 / 3]))  # each present class alike
+    assert float((full * share).sum()) == pytest.approx(1.0)
+    half = balancing_weights(targets, 0.5)
+    assert 1 < half[1] < full[1] and full[0] < half[0] < 1
+    logits = torch.zeros(4, 4)
+    weighted, plain = soft_cross_entropy(logits, targets, full), soft_cross_entropy(logits, targets)
+    assert float(weighted) == pytest.approx(float(plain))  # uniform predictions: the average weight is 1
