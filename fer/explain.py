@@ -79,8 +79,24 @@ def grad_cam():
     """
     with _import_lock:
         import pytorch_grad_cam  # its __init__ also imports metrics.road and utils.model_targets
+        import pytorch_grad_cam.score_cam as score_cam
+
+        # Score-CAM wraps its batches in tqdm.tqdm with no way to turn it off: a progress bar per face in the
+        # server's log (and the CLI's). Its module's tqdm is swapped for one that is always disabled.
+        if not isinstance(score_cam.tqdm, _SilentTqdm):
+            score_cam.tqdm = _SilentTqdm()
 
     return pytorch_grad_cam
+
+
+class _SilentTqdm:
+    """Stands in for the `tqdm` module inside pytorch_grad_cam.score_cam: its progress bars are disabled."""
+
+    @staticmethod
+    def tqdm(*args, **kwargs):
+        import tqdm
+
+        return tqdm.tqdm(*args, **{**kwargs, "disable": True})
 
 
 def _cam_class(method: str):

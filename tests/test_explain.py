@@ -144,3 +144,12 @@ def test_bad_inputs_raise_clear_errors(explainer, faces):
     with pytest.raises(ImageError):
         explainer.cams(np.zeros((1, 32, 32), dtype=np.uint8), "Grad-CAM")
     assert explainer.cams(np.zeros((0, 48, 48), dtype=np.uint8), "Grad-CAM").shape == (0, 48, 48)
+
+
+def test_score_cam_prints_no_progress_bar(explainer, faces, capfd):
+    # pytorch-grad-cam's Score-CAM wraps its batches in tqdm: each face drew a bar in the server's log.
+    capfd.readouterr()
+    maps = explainer.cams(faces[:2], "Score-CAM", targets=[0, 1])
+    assert maps.shape == (2, 48, 48)
+    out, err = capfd.readouterr()
+    assert "it/s" not in err + out and "100%" not in err + out, err
