@@ -31,6 +31,9 @@ PEOPLE_HELP = (
     "validation faces a probability of 70% means that about 7 in 10 of them chose that expression."
 )
 DISPLAY_SIDE = 1600  # the annotated photo on screen and in the PNG download
+# A smaller photo (a 48x48 crop) is enlarged to this before its labels are drawn: drawn on the photo's own
+# pixels, the smallest legible label covered the top third of a 48x48 face.
+MIN_ANNOTATED_SIDE = 480
 THUMBNAIL_SIDE = 480  # a photo in a gallery of several
 JPEG_QUALITY = 92
 
@@ -123,12 +126,18 @@ def annotate(result: PhotoResult, max_side: int = DISPLAY_SIDE) -> Image.Image:
     return _draw_faces(picture, result.faces, scale)
 
 
-def _shrunk(image: Image.Image, max_side: int) -> tuple[Image.Image, float]:
-    """A new RGB copy of `image`, at most `max_side` pixels a side, and the scale it was shrunk by."""
+def _shrunk(image: Image.Image, max_side: int, min_side: int = MIN_ANNOTATED_SIDE) -> tuple[Image.Image, float]:
+    """A new RGB copy of `image`, at most `max_side` pixels a side (and a small one enlarged so its longer
+    side is `min_side`), and the scale it was resized by."""
     scale = min(1.0, max_side / max(image.size))
-    if scale < 1:
+    if max(image.size) < min(min_side, max_side):
+        scale = min(min_side, max_side) / max(image.size)
+    if scale != 1:
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-        copy = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)  # fast on 50 MP photos
+        if scale < 1:
+            copy = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)  # fast on 50 MP photos
+        else:
+            copy = image.resize(size, Image.Resampling.BICUBIC)
     else:
         copy = image.copy()
     return (copy if copy.mode == "RGB" else copy.convert("RGB")), scale
@@ -146,12 +155,20 @@ def _draw_faces(image: Image.Image, faces: list[FaceResult], scale: float) -> Im
         # A thin dark rim keeps the box visible on a background of its own colour.
         draw.rectangle([x - 1, y - 1, x + w, y + h], outline="#1B1F24", width=1)
         tag = f"{face.index + 1} {face.label}" + (" ?" if is_uncertain(face) else "")
-        left, top, right, bottom = draw.textbbox((0, 0), tag, font=font)
+        tag_font = font
+        left, top, right, bottom = draw.textbbox((0, 0), tag, font=tag_font)
         pad = line + 1
         tag_w, tag_h = right - left + 2 * pad, bottom - top + 2 * pad
-        tag_y = y - tag_h if y - tag_h >= 0 else y  # above the box, or inside it at the top edge
+        if y - tag_h >= 0:  # above the box
+            tag_y = y - tag_h
+        elif y + h + tag_h <= image.height:  # else below it
+            tag_y = y + h
+        else:  # else inside it at the top edge, no taller than a tenth of the face: over the hair, not the eyes
+            tag_font = ImageFont.load_default(size=max(8, min(font.size, round(h / 10) - 2 * pad)))
+            left, top, right, bottom = draw.textbbox((0, 0), tag, font=tag_font)
+            tag_w, tag_h, tag_y = right - left + 2 * pad, bottom - top + 2 * pad, y
         draw.rectangle([x, tag_y, x + tag_w, tag_y + tag_h], fill=color)
-        draw.text((x + pad - left, tag_y + pad - top), tag, fill="white", font=font)
+        draw.text((x + pad - left, tag_y + pad - top), tag, fill="white", font=tag_font)
     return image
 
 

@@ -236,22 +236,37 @@ def split_predictions(root: str, split: str, tta: bool | None = None) -> np.ndar
     return probs
 
 
-RANDOM = "Random map (baseline)"  # the baseline a saliency method has to beat
+RANDOM = "Random map (baseline)"  # the best of fer.explain.RANDOM_MAPS random maps on the face
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _all_methods(face: np.ndarray, target: int, layer: str, stamp) -> tuple[dict, dict]:
-    """Maps and faithfulness scores of every method (and a random baseline) for one face."""
-    from fer.explain import METHODS, random_map
+def _all_methods(face: np.ndarray, target: int, layer: str, stamp) -> tuple[dict, dict, dict]:
+    """Maps and faithfulness scores of every method for one face, under RANDOM the best-scoring random map,
+    and the random baseline: {"bar": score to beat, "mean", "sd", "count"} (fer.explain.random_bar)."""
+    from fer.explain import METHODS
 
     explainer = _explainer(stamp)
     maps = {method: explainer.cams(face[None], method, [target], layer)[0] for method in METHODS}
-    maps[RANDOM] = random_map(face.shape)
     names = list(maps)
     scores = explainer.faithfulness(
         np.repeat(face[None], len(names), axis=0), np.stack([maps[n] for n in names]), [target] * len(names)
     )
-    return maps, dict(zip(names, scores, strict=True))
+    best_map, best_score, baseline = _random_baseline(face, target, stamp)
+    return {**maps, RANDOM: best_map}, {**dict(zip(names, scores, strict=True)), RANDOM: best_score}, baseline
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _random_baseline(face: np.ndarray, target: int, stamp) -> tuple[np.ndarray, dict, dict]:
+    """The random maps scored on one face (they do not depend on the layer): the best one, its score, and
+    the bar a method must beat."""
+    from fer.explain import random_bar, random_maps
+
+    maps = random_maps(shape=face.shape)
+    scores = _explainer(stamp).faithfulness(np.repeat(face[None], len(maps), axis=0), maps, [target] * len(maps))
+    road = np.array([s["road"] for s in scores])
+    best = int(road.argmax())
+    baseline = {"bar": random_bar(road), "mean": float(road.mean()), "sd": float(road.std(ddof=1)), "count": len(road)}
+    return maps[best], scores[best], baseline
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -260,8 +275,9 @@ def _maps_per_class(face: np.ndarray, method: str, layer: str, stamp) -> np.ndar
     return _explainer(stamp).class_maps(face, method, layer)
 
 
-def all_methods(face: np.ndarray, target: int, layer: str) -> tuple[dict, dict]:
-    """Maps and faithfulness scores of every method, and of a random map (RANDOM), for one 48x48 face."""
+def all_methods(face: np.ndarray, target: int, layer: str) -> tuple[dict, dict, dict]:
+    """Maps and faithfulness scores of every method and of the best random map (RANDOM) for one 48x48 face,
+    and the random baseline ({"bar", "mean", "sd", "count"})."""
     return _all_methods(face, target, layer, weights_stamp())
 
 

@@ -79,8 +79,24 @@ def grad_cam():
     """
     with _import_lock:
         import pytorch_grad_cam  # its __init__ also imports metrics.road and utils.model_targets
+        import pytorch_grad_cam.score_cam as score_cam
+
+        # Score-CAM wraps its batches in tqdm.tqdm with no way to turn it off: a progress bar per face in the
+        # server's log (and the CLI's). Its module's tqdm is swapped for one that is always disabled.
+        if not isinstance(score_cam.tqdm, _SilentTqdm):
+            score_cam.tqdm = _SilentTqdm()
 
     return pytorch_grad_cam
+
+
+class _SilentTqdm:
+    """Stands in for the `tqdm` module inside pytorch_grad_cam.score_cam: its progress bars are disabled."""
+
+    @staticmethod
+    def tqdm(*args, **kwargs):
+        import tqdm
+
+        return tqdm.tqdm(*args, **{**kwargs, "disable": True})
 
 
 def _cam_class(method: str):
@@ -185,15 +201,40 @@ class _CalibratedProbability:
         return torch.softmax(logits / self.temperature, dim=-1)[..., self.category]
 
 
-def most_faithful(scores: dict[str, float]) -> list[str]:
-    """The methods with the highest score as shown (score_text): equal numbers on screen, equal verdict."""
+# The random baseline. ROAD scores of random maps spread widely, and differently on each face
+# (docs/evaluation.md), so one random map is no baseline: RANDOM_MAPS of them are scored on the face, and a
+# method must score RANDOM_MARGIN of their standard deviations above their mean. Under a normal approximation
+# a map no better than random does that with probability 0.7 %: at most 5 % for the seven methods together
+# (Bonferroni). Sixteen maps pin the standard deviation down to about a fifth of itself.
+RANDOM_MAPS = 16
+RANDOM_MARGIN = 2.45
+
+
+def random_bar(random_scores) -> float:
+    """The score a method must beat on a face: the random maps' mean + RANDOM_MARGIN standard deviations."""
+    scores = np.asarray(random_scores, dtype=np.float64)
+    return float(scores.mean() + RANDOM_MARGIN * scores.std(ddof=1))
+
+
+def most_faithful(scores: dict[str, float], bar: float | None = None) -> list[str]:
+    """The methods with the highest score as shown (score_text): equal numbers on screen, equal verdict.
+
+    `bar`: the score to beat on this face (`random_bar`); the best methods count only if they beat it as
+    shown, else none is most faithful (no map did better than random maps on this face)."""
     shown = {name: float(score_text(score)) for name, score in scores.items()}
     best = max(shown.values(), default=None)
+    if best is None or (bar is not None and best <= float(score_text(bar))):
+        return []
     return [name for name, value in shown.items() if value == best]
 
 
+def random_maps(count: int = RANDOM_MAPS, shape=(48, 48)) -> np.ndarray:
+    """(count, H, W): the random maps a method is compared with (seeds 0 to count - 1)."""
+    return np.stack([random_map(shape, seed) for seed in range(count)])
+
+
 def random_map(shape=(48, 48), seed: int = 0) -> np.ndarray:
-    """A smooth random map in [0, 1]: the baseline a saliency method has to beat to be worth trusting."""
+    """A smooth random map in [0, 1]: what a saliency method has to beat to be worth trusting."""
     rng = np.random.default_rng(seed)
     coarse = rng.random((6, 6)).astype(np.float32)
     smooth = np.asarray(Image.fromarray(coarse).resize(shape[::-1], Image.Resampling.BILINEAR), dtype=np.float32)

@@ -11,7 +11,7 @@ from app import state, widgets
 from app.plots import faithfulness_bars, probability_bars
 from app.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown, in_reading_order
 from fer.config import CLASSES
-from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, most_faithful, overlay
+from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, RANDOM_MAPS, RANDOM_MARGIN, most_faithful, overlay
 from fer.images import MAX_FILE_BYTES
 from fer.metrics import score_text
 
@@ -34,8 +34,9 @@ map can still be wrong.
 calls important are removed (filled in from their neighbours) and the model is asked again. A faithful
 map loses a lot of confidence when its top pixels go and little when its bottom pixels go. The score is
 half the gap between those two losses, as a probability (+0.45: removing the top pixels costs 90 points
-more than removing the bottom ones); the random map shows what "no better than chance" looks like here.
-Trust the maps that clearly beat it.
+more than removing the bottom ones). Random maps can score well above or below 0, depending on the face,
+so each face gets its own baseline: the best of several random maps, shown last. Trust only the maps that
+beat it; when none does, no map says more than chance on that face.
 
 **Why some maps are identical.** On the last layer, Grad-CAM, HiRes-CAM and XGrad-CAM give the same
 map for this network: it averages that layer over the whole face before its single output layer, so
@@ -156,10 +157,28 @@ def render() -> None:
             )
 
     with st.spinner("Computing every saliency map and its faithfulness score (Score-CAM takes a few seconds)..."):
-        maps, scores = state.all_methods(np.asarray(face, dtype=np.uint8), target, layer)
-    # Decided on the rounded scores people see: methods showing the same number get the same badge.
-    best = most_faithful({m: scores[m]["road"] for m in METHODS})
+        maps, scores, baseline = state.all_methods(np.asarray(face, dtype=np.uint8), target, layer)
+    # Decided on the rounded scores people see: methods showing the same number get the same badge, and
+    # only if they beat the random maps' bar (fer.explain.random_bar).
+    best = most_faithful({m: scores[m]["road"] for m in METHODS}, baseline["bar"])
+    random_maps = (
+        f"{baseline['count']} random maps scored {score_text(baseline['mean'])} on average on this face, give or "
+        f"take {baseline['sd']:.2f}"
+    )
     st.subheader("Saliency maps")
+    if best:
+        st.caption(
+            f"{random_maps}: a method is marked **most faithful here** only above {score_text(baseline['bar'])}, "
+            f"{RANDOM_MARGIN} spreads above their average (a map no better than random gets there less than 1 time "
+            "in 100)."
+        )
+    else:
+        st.warning(
+            f"**No map beat a random one on this face.** {random_maps}; no method scored clearly above them "
+            f"(above {score_text(baseline['bar'])}). Here the maps show where the model looked no better than "
+            "chance would: do not read their bright regions as what the prediction rests on.",
+            icon=":material/casino:",
+        )
     names = list(maps)
     per_row = 4
     for start in range(0, len(names), per_row):
@@ -181,7 +200,9 @@ def render() -> None:
                 )
                 if name in best:
                     st.badge("most faithful here", icon=":material/verified:", color="green")
-                st.caption(METHOD_HELP.get(name, "A smooth random map: the score to beat."))
+                st.caption(
+                    METHOD_HELP.get(name, f"The best of {RANDOM_MAPS} smooth random maps on this face: chance alone.")
+                )
     st.subheader("Faithfulness compared")
     st.plotly_chart(
         faithfulness_bars({name: s["road"] for name, s in scores.items()}),

@@ -7,7 +7,18 @@ import pytest
 
 from fer.config import CLASSES
 from fer.errors import ImageError
-from fer.explain import METHODS, PER_CLASS_METHODS, Explainer, layer_names, overlay, random_map
+from fer.explain import (
+    METHODS,
+    PER_CLASS_METHODS,
+    RANDOM_MAPS,
+    Explainer,
+    layer_names,
+    most_faithful,
+    overlay,
+    random_bar,
+    random_map,
+    random_maps,
+)
 from fer.model import ModelConfig
 
 
@@ -144,3 +155,46 @@ def test_bad_inputs_raise_clear_errors(explainer, faces):
     with pytest.raises(ImageError):
         explainer.cams(np.zeros((1, 32, 32), dtype=np.uint8), "Grad-CAM")
     assert explainer.cams(np.zeros((0, 48, 48), dtype=np.uint8), "Grad-CAM").shape == (0, 48, 48)
+
+
+def test_score_cam_prints_no_progress_bar(explainer, faces, capfd):
+    # pytorch-grad-cam's Score-CAM wraps its batches in tqdm: each face drew a bar in the server's log.
+    capfd.readouterr()
+    maps = explainer.cams(faces[:2], "Score-CAM", targets=[0, 1])
+    assert maps.shape == (2, 48, 48)
+    out, err = capfd.readouterr()
+    assert "it/s" not in err + out and "100%" not in err + out, err
+
+
+def test_most_faithful_only_above_the_random_bar():
+    scores = {"Grad-CAM": 0.07, "Score-CAM": 0.071, "Eigen-CAM": 0.02}
+    # The face: a random map at +0.20, the best method at +0.07: no badge for anyone.
+    assert most_faithful(scores, bar=0.20) == []
+    assert most_faithful(scores, bar=0.05) == ["Grad-CAM", "Score-CAM"]  # both show +0.07
+    assert most_faithful(scores, bar=0.068) == []  # +0.07 does not beat a bar shown as +0.07
+    assert most_faithful(scores) == ["Grad-CAM", "Score-CAM"]
+    assert most_faithful({}, bar=0.0) == []
+
+
+def test_random_bar_is_the_mean_plus_a_margin_of_spreads():
+    assert random_bar([0.1, 0.1, 0.1]) == pytest.approx(0.1)
+    wide, narrow = random_bar([-0.2, 0.0, 0.2]), random_bar([-0.02, 0.0, 0.02])
+    assert wide > narrow > 0.0
+
+
+@pytest.mark.slow
+def test_on_real_faces_grad_cam_beats_the_random_maps_on_some_and_not_on_others(explainer, classifier, validation):
+    # The Explain page's verdict, with Grad-CAM alone, on validation faces until both verdicts were seen.
+    verdicts = {}
+    for i in range(0, 32 * 150, 150):
+        face = validation.images[i : i + 1]
+        target = int(classifier.predict_proba(face).argmax())
+        score = explainer.faithfulness(face, explainer.cams(face, "Grad-CAM", targets=[target]), [target])[0]["road"]
+        randoms = explainer.faithfulness(np.repeat(face, RANDOM_MAPS, axis=0), random_maps(), [target] * RANDOM_MAPS)
+        bar = random_bar([s["road"] for s in randoms])
+        verdict = most_faithful({"Grad-CAM": score}, bar)
+        assert verdict == (["Grad-CAM"] if round(score, 2) > round(bar, 2) else [])
+        verdicts.setdefault(bool(verdict), (i, round(score, 3), round(bar, 3)))
+        if len(verdicts) == 2:
+            break
+    assert set(verdicts) == {True, False}, verdicts  # a map that clearly beats chance on one face, not on another

@@ -4,12 +4,23 @@ file check, alignment onto the training faces' template, and the reading order o
 
 import numpy as np
 import pytest
-from conftest import assert_boxes_match, encode, face_grid, found_boxes, iou, make_photo
+from conftest import assert_boxes_match, cat_face, encode, face_grid, found_boxes, iou, make_photo
 from PIL import Image
 
 from fer.config import CLASSES
 from fer.errors import ImageError
-from fer.faces import FACE_TEMPLATE, LANDMARK_NAMES, MAX_FACES, Box, Face, FaceDetector, align_face, reading_order
+from fer.faces import (
+    CONFIRM_BELOW,
+    FACE_TEMPLATE,
+    LANDMARK_NAMES,
+    MAX_FACES,
+    MIN_FACE_SCORE,
+    Box,
+    Face,
+    FaceDetector,
+    align_face,
+    reading_order,
+)
 from fer.images import MIN_SIDE, load_image
 from fer.predict import NO_FACE_NOTE
 from fer.preprocess import FACE_SIZE
@@ -196,6 +207,47 @@ def test_non_face_photos_get_no_label(predictor, name):
     assert result.error is None
     assert found_boxes(result) == [] and result.faces_found == 0  # no face at all, flagged or not
     assert NO_FACE_NOTE in result.notes
+
+
+@pytest.mark.parametrize(
+    "photo",
+    [
+        pytest.param(lambda: cat_face(120, 20, 20), id="cat-face-close"),
+        pytest.param(lambda: cat_face(120, 20, 0), id="cat-face"),
+        pytest.param(lambda: cat_face(150, -20, -20), id="cat-face-wider"),
+    ],
+)
+def test_an_animal_or_object_that_yunet_boxes_is_not_announced_as_a_face(predictor, photo):
+    image = np.asarray(photo().convert("RGB"))
+    # YuNet does box it (a score between MIN_FACE_SCORE and CONFIRM_BELOW)...
+    (box,) = predictor.detector.detect(image, confirm=False)
+    assert MIN_FACE_SCORE <= box.score < CONFIRM_BELOW
+    # ...but does not find it again when the photo is framed around it, so it is no face.
+    assert not predictor.detector.found_again(image, box)
+    result = predictor.predict(encode(Image.fromarray(image), "PNG"), name="animal.png")
+    assert result.error is None and result.faces == [] and "no face found" in result.notes
+
+
+def test_real_faces_that_score_low_are_still_found(predictor, validation):
+    # Pasted dataset faces that YuNet scores under CONFIRM_BELOW: found again on the re-framed photo, kept.
+    kept = []
+    for i in range(0, len(validation), 7):
+        photo, boxes = make_photo([validation.images[i]], size=(400, 400))
+        found = predictor.detector.detect(np.asarray(photo), confirm=False)
+        if len(found) == 1 and found[0].score < CONFIRM_BELOW and iou(found[0].box.as_list(), boxes[0]) > 0.3:
+            assert predictor.detector.detect(np.asarray(photo)) == found
+            kept.append(found[0].score)
+        if len(kept) == 3:
+            break
+    assert len(kept) == 3, kept
+
+
+def test_the_people_in_the_sample_photos_are_still_found(predictor):
+    import skimage.data
+
+    for name in ("astronaut", "camera"):
+        result = predictor.predict(encode(Image.fromarray(getattr(skimage.data, name)()), "PNG"), name=name)
+        assert len(result.faces) == 1, name
 
 
 def test_detector_file_is_checked(monkeypatch):

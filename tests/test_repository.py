@@ -41,3 +41,21 @@ def test_no_wild_dev_photo_is_committed(tracked_images, data_root):
     photos = {hashlib.sha256(p.read_bytes()).hexdigest() for p in wild.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES}
     assert len(photos) > 1_000
     assert [f for f, sha in tracked_images.items() if sha in photos] == []
+
+
+def test_the_quick_start_makes_a_virtual_environment_before_it_installs():
+    # A newcomer copies the first command: it must not install 6 GB into the system Python.
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    quick_start = readme[readme.index("## Quick start") :]
+    venv = quick_start.index("python -m venv .venv && . .venv/bin/activate")
+    assert venv < quick_start.index("pip install -r requirements.txt && streamlit run streamlit_app.py")
+    assert venv < quick_start.index("pip install -r requirements-dev.txt && python -m ruff check . && python -m pytest")
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text()
+    assert "pip install -q -r requirements-dev.txt && python -m ruff check . && python -m pytest" in ci
+
+
+def test_the_virtual_environment_is_ignored_by_git():
+    if shutil.which("git") is None or not (PROJECT_ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".venv/bin/python"], cwd=PROJECT_ROOT, check=False)
+    assert ignored.returncode == 0

@@ -213,3 +213,24 @@ def test_people_would_say_only_where_the_probabilities_are_the_crowds(probs, unc
 
     face = FaceResult(0, Box(0, 0, 48, 48), np.zeros((48, 48), np.uint8), np.array(probs), uncertain=uncertain)
     assert people_would_say(face, calibrated) == said
+
+
+def test_on_a_48x48_photo_the_label_does_not_cover_the_face(predictor, validation):
+    # A dataset face uploaded as it is: its box fills the photo, so the label cannot go above or below it.
+    for i in range(0, 400, 10):
+        result = predictor.predict(encode(Image.fromarray(validation.images[i]), "PNG"), name="small.png")
+        if len(result.faces) == 1 and result.faces[0].box.y < 10 and result.faces[0].box.h > 40:
+            break
+    else:
+        pytest.fail("no 48x48 validation face was found filling its photo")
+    (face,) = result.faces
+    picture = annotate(result)
+    scale = picture.width / 48
+    # The label is a block of the class colour (white letters on it): rows with more coloured pixels than
+    # the box's two sides, short of the box's own top and bottom lines, which span the photo.
+    colour = np.all(np.asarray(picture) == _rgb(CLASS_COLORS[face.label]), axis=2).sum(axis=1)
+    banner_rows = np.flatnonzero((colour > 12) & (colour < 0.9 * picture.width))
+    eyes = min(y for _, y in face.detection.landmarks[:2]) * scale
+    assert len(banner_rows) > 0 and banner_rows.max() < eyes - 0.05 * picture.height, (banner_rows, eyes)
+    assert picture.size == (480, 480)  # enlarged before drawing, so the label is small next to the face
+    assert Image.open(io.BytesIO(for_display(result).picture)).size == (480, 480)
