@@ -12,6 +12,7 @@ _EXPORTS = {
     "FerError": "fer.errors",
     "ImageError": "fer.errors",
     "WeightsError": "fer.errors",
+    "Detector": "fer.faces",
     "Classifier": "fer.predict",
     "FaceResult": "fer.predict",
     "PhotoResult": "fer.predict",

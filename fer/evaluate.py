@@ -25,7 +25,7 @@ from fer.calibrate import softmax, uncertainty_report
 from fer.checkpoint import sha256_of, weights_path
 from fer.config import CLASSES
 from fer.errors import write_user_file
-from fer.faces import FaceDetector
+from fer.faces import Detector
 from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins, total_variation
 from fer.predict import Classifier, Predictor, load_classifier
 
@@ -208,9 +208,11 @@ def evaluate_photos(
     weights: str | os.PathLike | None = None,
     classifier: Classifier | None = None,
     tta: bool | None = None,
+    detector: Detector | None = None,
 ) -> tuple[dict, data.FaceSet, np.ndarray, np.ndarray]:
     """`evaluate_folder` for whole photos (`--detect`): the whole pipeline, the largest face of each photo,
-    no face = wrong. The FaceSet holds the aligned crops the classifier saw.
+    no face = wrong. The FaceSet holds the aligned crops the classifier saw. `detector`: any
+    fer.faces.Detector, YuNet's by default.
 
     With an `other/` folder of photos beside the split (expressions outside the four, in any subfolders),
     the report says how well the uncertainty flag separates those faces from the split's."""
@@ -223,7 +225,7 @@ def evaluate_photos(
         raise data.DataError(f"No images in class folders ({', '.join(CLASSES)}) of {folder}.")
     weights = Path(weights or weights_path())
     classifier = served_classifier(classifier, weights, tta)
-    predictor = Predictor(classifier, FaceDetector())
+    predictor = Predictor(classifier, detector)
     crops, probs, uncertainty = largest_faces(predictor, folder, paths)
     labels = np.asarray(labels, dtype=np.int64)
     found = ~np.isnan(probs).any(axis=1)

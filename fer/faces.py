@@ -2,7 +2,9 @@
 
 `FaceDetector` runs YuNet (OpenCV's `FaceDetectorYN`, weights shipped in weights/ and sha256-checked);
 `align_face` levels the eyes and puts the landmarks where FER2013's faces have theirs, giving the 48x48
-face the network reads. Photos come from fer.images.load_image.
+face the network reads. Photos come from fer.images.load_image. Another detector plugs in wherever YuNet
+does (`Predictor(classifier, detector)`, `evaluate_photos(..., detector=detector)`) by implementing
+`Detector`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -70,7 +73,23 @@ class Face:
         return {name: [round(x, 1), round(y, 1)] for name, (x, y) in zip(LANDMARK_NAMES, self.landmarks)}
 
 
-class FaceDetector:
+@runtime_checkable
+class Detector(Protocol):
+    """What fer.predict.Predictor, and so `fer evaluate --detect`, needs of a face detector; `FaceDetector` is one."""
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """The faces in a uint8 RGB (H, W, 3) photo, largest first (Predictor keeps the first MAX_FACES): each
+        a Box on the photo, a score in [0, 1] and five (x, y) landmarks in LANDMARK_NAMES order, in photo pixels
+        (`align_face` frames the face by them)."""
+        ...
+
+    def refine(self, image: np.ndarray, face: Face) -> Face:
+        """`face` with its landmarks measured again for alignment, called on each face kept; a detector that has
+        no better measure returns `face`."""
+        ...
+
+
+class FaceDetector(Detector):
     """YuNet (OpenCV's `FaceDetectorYN`, weights/face_detection_yunet_2023mar.onnx): a small CNN face
     detector that gives a score and five landmarks per face. One network per thread (OpenCV's dnn nets
     are not thread-safe); the file's sha256 is checked once, when the detector is made."""

@@ -20,7 +20,7 @@ from fer import quantize
 from fer.checkpoint import load_model, read_checkpoint, weights_path
 from fer.config import CLASSES
 from fer.errors import FerError, ImageError, WeightsError
-from fer.faces import MAX_FACES, Box, Face, FaceDetector, align_face, reading_order
+from fer.faces import MAX_FACES, Box, Detector, Face, FaceDetector, align_face, reading_order
 from fer.images import LoadedImage, load_image
 from fer.model import FerNet, LogitsAndEmbedding, to_tensor
 from fer.preprocess import FACE_SIZE, to_face_array
@@ -217,9 +217,11 @@ class PhotoResult:
 
 
 class Predictor:
-    """The whole photo pipeline: safe decode -> detect faces -> align each to 48x48 -> classify."""
+    """The whole photo pipeline: safe decode -> detect faces -> align each to 48x48 -> classify.
 
-    def __init__(self, classifier: Classifier, detector: FaceDetector | None = None):
+    `detector`: any fer.faces.Detector; YuNet's FaceDetector by default."""
+
+    def __init__(self, classifier: Classifier, detector: Detector | None = None):
         self.classifier = classifier
         self.detector = detector or FaceDetector()
 

@@ -144,15 +144,12 @@ def test_accuracy_where_the_crowd_agrees_with_the_folder_label_and_where_it_does
     assert f"crowd agrees with label: {agrees['accuracy']:.4f} ({agrees['n']} images)" in text
 
 
-def test_evaluate_detect_scores_the_largest_face_of_each_photo_and_counts_no_face_as_wrong(
-    detectable_faces, predictor, tmp_path, capsys
-):
-    """Whole photos: one per class (its real face pasted on a background), one photo of a wall in
-    neutral/, and one face in other/ (the uncertainty flag's out-of-scope set)."""
+def photo_folder(root, detectable_faces):
+    """Whole photos under `root`: faces/ with one per class (its real face pasted on a background) and one
+    photo of a wall in neutral/, and other/ with one face (the uncertainty flag's out-of-scope set)."""
     from conftest import encode, make_photo
     from PIL import Image
 
-    root = tmp_path / "photos"
     for k, name in enumerate(CLASSES):
         (root / "faces" / name).mkdir(parents=True)
         photo, _ = make_photo([detectable_faces[k]], size=(400, 400))
@@ -162,6 +159,13 @@ def test_evaluate_detect_scores_the_largest_face_of_each_photo_and_counts_no_fac
     (root / "other" / "angry" / "a.png").write_bytes(
         encode(make_photo([detectable_faces[1]], size=(300, 300))[0], "PNG")
     )
+    return root
+
+
+def test_evaluate_detect_scores_the_largest_face_of_each_photo_and_counts_no_face_as_wrong(
+    detectable_faces, predictor, tmp_path, capsys
+):
+    root = photo_folder(tmp_path / "photos", detectable_faces)
 
     code = cli(
         [
@@ -191,3 +195,29 @@ def test_evaluate_detect_scores_the_largest_face_of_each_photo_and_counts_no_fac
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert [r["pred"] for r in rows if r["path"] == "neutral/wall.png"] == ["no face"]
     assert [r["pred"] for r in rows if r["path"] != "neutral/wall.png"] == labels
+
+
+def test_evaluate_photos_reads_the_photos_with_the_detector_it_is_given(detectable_faces, classifier, tmp_path):
+    """A second detector, written against fer.faces.Detector only (conftest.HaarDetector), plugs into the
+    `--detect` evaluation unchanged: every photo goes through it, and the report is its pipeline's."""
+    from conftest import HaarDetector
+
+    from fer.evaluate import evaluate_photos, headline
+    from fer.predict import Predictor
+
+    root = photo_folder(tmp_path / "photos", detectable_faces)
+    haar = HaarDetector()
+
+    report, faces, probs, _ = evaluate_photos(root, "faces", classifier=classifier, detector=haar)
+
+    assert haar.photos == 5 + 1  # the split's five photos and the one in other/
+    pipeline = Predictor(classifier, HaarDetector())
+    largest = []
+    for path in faces.paths:
+        found = pipeline.predict(root / "faces" / path).faces
+        largest.append(max(found, key=lambda f: f.box.w * f.box.h) if found else None)
+    assert report["n"] == 5 and report["n_no_face"] == sum(face is None for face in largest) >= 1  # the wall
+    for face, p in zip(largest, probs, strict=True):
+        assert np.isnan(p).all() if face is None else np.array_equal(p, face.probs.astype(np.float32))
+    right = sum(face is not None and face.label == CLASSES[k] for face, k in zip(largest, faces.labels, strict=True))
+    assert headline(report)["accuracy"] == pytest.approx(right / 5)

@@ -4,7 +4,7 @@ file check, alignment onto the training faces' template, and the reading order o
 
 import numpy as np
 import pytest
-from conftest import assert_boxes_match, cat_face, encode, face_grid, found_boxes, iou, make_photo
+from conftest import HaarDetector, assert_boxes_match, cat_face, encode, face_grid, found_boxes, iou, make_photo
 from PIL import Image
 
 from fer.config import CLASSES
@@ -16,6 +16,7 @@ from fer.faces import (
     MAX_FACES,
     MIN_FACE_SCORE,
     Box,
+    Detector,
     Face,
     FaceDetector,
     align_face,
@@ -177,6 +178,26 @@ def test_detector_finds_the_sample_photo_face_with_landmarks():
     assert points["right_eye"][0] < points["left_eye"][0] and points["mouth_right"][0] < points["mouth_left"][0]
     assert max(points["right_eye"][1], points["left_eye"][1]) < points["nose"][1]
     assert points["nose"][1] < min(points["mouth_right"][1], points["mouth_left"][1])
+
+
+def test_another_detector_plugs_into_the_predictor(predictor):
+    """A second detector, written against fer.faces.Detector only (conftest.HaarDetector), reads photos for
+    Predictor unchanged: the same face of the sample photo, classified the same."""
+    from app.results import sample_photo
+    from fer.predict import Predictor
+
+    haar = HaarDetector()
+    assert isinstance(haar, Detector) and isinstance(predictor.detector, Detector)
+    photo = sample_photo()
+
+    result = Predictor(predictor.classifier, haar).predict(photo, name="astronaut.png")
+
+    assert haar.photos == 1
+    (face,) = result.faces
+    (yunet,) = predictor.predict(photo).faces
+    assert face.detection.score == 1.0 and face.detection.score != yunet.detection.score  # Haar's box, not YuNet's
+    assert iou(face.box.as_list(), yunet.box.as_list()) > 0.5
+    assert face.face.shape == (FACE_SIZE, FACE_SIZE) and face.label == yunet.label == "happy"
 
 
 def test_faces_of_different_sizes_and_tilts_are_all_found(level_faces):
