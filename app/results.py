@@ -3,8 +3,8 @@
     ordered = in_reading_order(result)        # faces numbered 1, 2, 3 across the photo, then down
     shown = for_display(result)               # that, plus the annotated photo as JPEG (the full photo dropped)
     table = faces_table(results)              # one row per face of every photo, for the screen
-    results_json(results), png_bytes(annotate(result))
-    fer.batch.results_to_csv(results)         # the CSV download (formula-safe; one writer for app and CLI)
+    png_bytes(annotate(result))
+    fer.record.results_json(results), fer.record.csv_bytes(results)   # the downloads: the CLI's very files
 
 Used by the app's Predict and Explain pages; nothing here keeps a photo anywhere but in memory.
 """
@@ -12,16 +12,15 @@ Used by the app's Predict and Explain pages; nothing here keeps a photo anywhere
 from __future__ import annotations
 
 import io
-import json
 import re
 from dataclasses import dataclass, replace
 
 from PIL import Image, ImageDraw, ImageFont
 
 from app.plots import CLASS_COLORS
-from fer.config import CLASSES
 from fer.faces import reading_order
 from fer.predict import FaceResult, PhotoResult
+from fer.record import FLAT_COLUMNS, PROB_COLUMNS, flat_rows
 
 SAMPLE_NAME = "astronaut.png"
 SAMPLE_CREDIT = "Sample photo: astronaut Eileen Collins (NASA, public domain), bundled with scikit-image."
@@ -172,53 +171,36 @@ def _draw_faces(image: Image.Image, faces: list[FaceResult], scale: float) -> Im
     return image
 
 
+# fer.record's flat columns shown on screen, and the top probability as `confidence`.
 FACES_TABLE_COLUMNS = [
     "file",
     "face",
     "label",
     "confidence",
-    *CLASSES,
+    *PROB_COLUMNS,
     "uncertain",
     "uncertainty",
     "x",
     "y",
-    "width",
-    "height",
+    "w",
+    "h",
 ]
 
 
 def faces_table(results: list[PhotoResult], in_percent: bool = False):
-    """A pandas DataFrame with one row per face (for the screen): file, face number, label, probabilities, box.
+    """A pandas DataFrame with one row per face (for the screen): the CSV's rows (fer.record.flat_rows) of the
+    faces, with the same values, and their top probability as `confidence`.
 
     `in_percent`: confidence and probabilities in percent (85.2 for 85.2%), for app.report.PERCENT_FORMAT.
     """
     import pandas as pd
 
-    scale = 100.0 if in_percent else 1.0
-    rows = []
-    for result in results:
-        for face in result.faces:
-            x, y, w, h = face.box.as_list()
-            row = {"file": result.file, "face": face.index + 1, "label": face.label}
-            row["confidence"] = face.confidence * scale
-            row.update({name: float(p) * scale for name, p in zip(CLASSES, face.probs, strict=True)})
-            row.update({"uncertain": is_uncertain(face), "uncertainty": float(face.uncertainty)})
-            row.update({"x": x, "y": y, "width": w, "height": h})
-            rows.append(row)
-    return pd.DataFrame(rows, columns=FACES_TABLE_COLUMNS)
-
-
-def results_json(results: list[PhotoResult]) -> str:
-    """Every photo with its faces (number, box, label, probabilities, uncertainty), error and notes."""
-    photos = []
-    for result in results:
-        photo = result.to_dict()
-        for face, entry in zip(result.faces, photo["faces"], strict=True):
-            entry["face"] = face.index + 1
-            entry["uncertainty"] = round(float(face.uncertainty), 4)
-            entry["uncertain"] = is_uncertain(face)
-        photos.append(photo)
-    return json.dumps(photos, indent=2)
+    rows = [row for row in flat_rows(results) if row["face"] is not None]
+    table = pd.DataFrame(rows, columns=FLAT_COLUMNS)
+    table["confidence"] = table[PROB_COLUMNS].max(axis=1)
+    if in_percent:
+        table[[*PROB_COLUMNS, "confidence"]] *= 100.0
+    return table[FACES_TABLE_COLUMNS]
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")

@@ -1,9 +1,7 @@
-"""Batch prediction: many photos and .zip archives of photos in, one CSV out.
+"""Batch prediction: many photos and .zip archives of photos in, one result per file out.
 
     results = predict_batch(predictor, ["a.jpg", "shoot.zip", ("upload.png", data)], progress=callback)
-    csv_text = results_to_csv(results)        # or write_csv(results, "out.csv")
-
-This is the one CSV writer of the project (the CLI's `--csv` and the app's download both use it).
+    fer.record.write_csv(results, "out.csv")   # or results_json(results): the CLI's and the app's outputs
 
 Archives are read in memory, member by member, and never extracted to disk, so a member name like
 `../../etc/passwd` is only ever a label. Zip bombs are stopped by the caps below, checked on the
@@ -14,7 +12,6 @@ input gives at least one result: faces, or an `error` message saying what went w
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import struct
@@ -26,8 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fer.config import CLASSES
-from fer.errors import FerError, ImageError, write_user_file
+from fer.errors import FerError, ImageError
 from fer.images import MAX_FILE_BYTES
 from fer.predict import PhotoResult, Predictor
 
@@ -41,23 +37,6 @@ ARCHIVE_SUFFIXES = {".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar",
 # Packaging debris from macOS and Windows zip tools: not photos, not worth a report line.
 JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 _ARCHIVE_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06", b"\x1f\x8b", b"Rar!", b"7z\xbc\xaf", b"BZh", b"\xfd7zXZ")
-# Spreadsheet apps run a cell as a formula when it starts with one of these (OWASP "CSV injection");
-# the full-width forms are included because some spreadsheet locales treat them the same way.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
-CSV_COLUMNS = [
-    "file",
-    "face",
-    "x",
-    "y",
-    "w",
-    "h",
-    "label",
-    *(f"p_{name}" for name in CLASSES),
-    "uncertainty",
-    "uncertain",
-    "error",
-    "notes",
-]
 
 Progress = Callable[[int, int, str], None]  # (files done, files in total, name of the file just done)
 Source = str | os.PathLike | tuple[str, bytes]  # a path, or (name, bytes) for an upload
@@ -275,52 +254,3 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, bu
             f"{label} is an archive inside the archive and was ignored; add its photos to the zip directly."
         )
     return data
-
-
-# -- CSV ---------------------------------------------------------------------------------------------
-
-
-def safe_csv_cell(value) -> str:
-    """A cell that spreadsheet apps show as text: one starting like a formula gets a leading quote."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-def csv_rows(results: Iterable[PhotoResult]) -> Iterator[list[str]]:
-    """One row per face (face numbered from 1, as shown to users); a file without faces gets one row.
-
-    Every cell goes through `safe_csv_cell`: file names are user text and may start like a formula.
-    """
-    for result in results:
-        notes = "; ".join(result.notes)
-        if not result.faces:
-            blanks = [""] * (len(CSV_COLUMNS) - 3)  # every column but file, error and notes
-            yield [safe_csv_cell(v) for v in (result.file, *blanks, result.error, notes)]
-            continue
-        for face in result.faces:
-            probs = [f"{p:.4f}" for p in face.probs]
-            row = [
-                result.file,
-                face.index + 1,
-                *face.box.as_list(),
-                face.label,
-                *probs,
-                f"{face.uncertainty:.4f}",
-                bool(face.uncertain),
-                result.error,
-                notes,
-            ]
-            yield [safe_csv_cell(v) for v in row]
-
-
-def results_to_csv(results: Iterable[PhotoResult]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(csv_rows(results))
-    return buffer.getvalue()
-
-
-def write_csv(results: Iterable[PhotoResult], path: str | os.PathLike) -> None:
-    """Write the CSV (UTF-8 with a byte-order mark, so that Excel shows accented file names right)."""
-    write_user_file(path, results_to_csv(results), encoding="utf-8-sig")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -36,8 +35,10 @@ def _evaluate(args) -> int:
 def _predict(args) -> int:
     from tqdm import tqdm
 
-    from fer.batch import predict_batch, write_csv
+    from fer.batch import predict_batch
+    from fer.config import CLASSES
     from fer.predict import NO_FACE_HINT, NO_FACE_NOTE, Predictor, load_classifier
+    from fer.record import results_json, write_csv
 
     predictor = Predictor(load_classifier(args.weights, tta=args.tta))
     # The bar shows only on a terminal (disable=None) and is cleared when done (leave=False).
@@ -54,7 +55,7 @@ def _predict(args) -> int:
     if args.csv:
         write_csv(results, args.csv)
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        sys.stdout.write(results_json(results))
     elif args.csv:  # a batch: the CSV holds the faces, the terminal gets the errors and a summary
         for r in results:
             if r.error:
@@ -72,7 +73,7 @@ def _predict(args) -> int:
             if NO_FACE_NOTE in r.notes:
                 print(f"  hint: {NO_FACE_HINT}")
             for face in r.faces:
-                probs = "  ".join(f"{k} {v:.2f}" for k, v in face.to_dict()["probs"].items())
+                probs = "  ".join(f"{k} {v:.2f}" for k, v in zip(CLASSES, face.probs, strict=True))
                 flag = "  (uncertain: may be another expression)" if face.uncertain else ""
                 print(f"  #{face.index + 1} box {face.box.as_list()}: {face.label:8s} | {probs}{flag}")
     return 1 if any(r.error for r in results) else 0

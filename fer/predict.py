@@ -168,6 +168,7 @@ def _served_with_tta(meta: dict) -> bool:
     return bool(meta.get("tta", False))  # weights from before `fer card --tta` were served on one view
 
 
+# Written out (JSON, CSV, tables) by fer.record.
 @dataclass
 class FaceResult:
     index: int
@@ -186,17 +187,6 @@ class FaceResult:
     def confidence(self) -> float:
         return float(np.max(self.probs))
 
-    def to_dict(self) -> dict:
-        return {
-            "box": self.box.as_list(),
-            "label": self.label,
-            "probs": {name: round(float(p), 4) for name, p in zip(CLASSES, self.probs)},
-            "uncertainty": round(float(self.uncertainty), 4),
-            "uncertain": bool(self.uncertain),
-            "detector_score": round(self.detection.score, 4) if self.detection else None,
-            "landmarks": self.detection.landmarks_dict() if self.detection else None,
-        }
-
 
 @dataclass
 class PhotoResult:
@@ -206,14 +196,6 @@ class PhotoResult:
     notes: list[str] = field(default_factory=list)
     image: Image.Image | None = None  # the upright RGB photo (None when it could not be read)
     faces_found: int = 0  # before MAX_FACES was applied
-
-    def to_dict(self) -> dict:
-        return {
-            "file": self.file,
-            "faces": [face.to_dict() for face in self.faces],
-            "error": self.error,
-            "notes": self.notes,
-        }
 
 
 class Predictor:

@@ -29,12 +29,12 @@ from app.results import (
     is_uncertain,
     jpeg_to_png,
     people_would_say,
-    results_json,
 )
-from fer.batch import MAX_ZIP_MEMBERS, is_archive_name, predict_batch, results_to_csv
+from fer.batch import MAX_ZIP_MEMBERS, is_archive_name, predict_batch
 from fer.config import CLASSES
 from fer.explain import overlay
 from fer.images import MAX_FILE_BYTES
+from fer.record import PROB_COLUMNS, csv_bytes, results_json
 
 widgets.keep("predict_source")  # this page's settings survive a visit to another page
 
@@ -244,7 +244,7 @@ def downloads(results, key: str) -> None:
     with st.container(horizontal=True):
         st.download_button(
             "Download results (CSV)",
-            results_to_csv(results),
+            csv_bytes(results),
             file_name="fer-results.csv",
             mime="text/csv",
             key=f"csv-{key}",
@@ -309,7 +309,7 @@ def faces_dataframe(results) -> bool:
             "confidence": st.column_config.ProgressColumn(
                 "confidence", format=PERCENT_FORMAT, min_value=0, max_value=100
             ),
-            **{c: st.column_config.NumberColumn(c, format=PERCENT_FORMAT) for c in CLASSES},
+            **{p: st.column_config.NumberColumn(c, format=PERCENT_FORMAT) for c, p in zip(CLASSES, PROB_COLUMNS)},
             "uncertainty": st.column_config.NumberColumn("uncertainty", format="%.2f"),
         },
     )

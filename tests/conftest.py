@@ -175,6 +175,24 @@ def photo_with_faces(detectable_faces):
     return make_photo(detectable_faces[:3])
 
 
+@pytest.fixture()
+def flagged_photo(predictor, photo_with_faces):
+    """Three faces, some flagged "may be another expression" and some not (flagging_some), and the
+    threshold used."""
+    photo = encode(photo_with_faces[0])
+    chosen = flagging_some(predictor, photo)
+    result = chosen.predict(photo, name="three faces.jpg")
+    assert len(result.faces) == 3
+    return result, chosen.classifier.uncertainty_threshold
+
+
+def expected_flags(faces, threshold: float) -> list[bool]:
+    """The flag as the classifier defines it, computed here from each face's uncertainty; both values occur."""
+    expected = [bool(face.uncertainty >= threshold) for face in faces]
+    assert set(expected) == {True, False}
+    return expected
+
+
 class HaarDetector:
     """A second face detector, written against fer.faces.Detector: OpenCV's bundled Haar cascade. It gives
     boxes only, so each face's landmarks are FACE_TEMPLATE's points placed in its box, and its score is 1."""

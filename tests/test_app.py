@@ -1,6 +1,7 @@
 """The real app in Streamlit's AppTest: every page, with and without a dataset, with real photos."""
 
 import io
+import json
 import re
 import zipfile
 from collections import Counter
@@ -16,6 +17,7 @@ from fer import data
 from fer.batch import predict_batch
 from fer.config import CLASSES
 from fer.metrics import compute_metrics
+from fer.record import PROB_COLUMNS
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 
@@ -169,6 +171,43 @@ def test_an_uploaded_photo_shows_every_face_boxed_with_label_probabilities_and_c
     assert [f.box.x for f in expected.faces] == sorted(f.box.x for f in expected.faces)
 
 
+@pytest.fixture()
+def served_file(monkeypatch):
+    """The bytes Streamlit serves at a download button's URL: the file a user gets (`served_file(button)`)."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stores = []  # AppTest makes a new in-memory store for each run
+    made = MemoryMediaFileStorage.__init__
+
+    def keep(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        stores.append(self)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "__init__", keep)
+    return lambda button: stores[-1].get_file(button.proto.url.rsplit("/", 1)[-1]).content
+
+
+def test_the_downloads_are_the_files_the_cli_writes_for_the_same_photo(no_dataset, served_file, tmp_path, capsys):
+    from app.results import SAMPLE_NAME, sample_photo
+    from fer.cli import main
+
+    at = open_app()
+    at.radio(key="predict_source").set_value("Try a sample photo")
+    rerun(at)
+    buttons = {b.label: b for b in at.download_button}
+    photo, out_csv = tmp_path / SAMPLE_NAME, tmp_path / "faces.csv"
+    photo.write_bytes(sample_photo())
+    capsys.readouterr()  # only the CLI's output from here
+
+    assert main(["predict", str(photo), "--json", "--csv", str(out_csv)]) == 0
+    cli_json = capsys.readouterr().out.encode("utf-8")
+
+    (entry,) = json.loads(cli_json)
+    assert entry["file"] == SAMPLE_NAME and len(entry["faces"]) == 1 and entry["faces"][0]["face"] == 1
+    assert served_file(buttons["Download results (JSON)"]) == cli_json
+    assert served_file(buttons["Download results (CSV)"]) == out_csv.read_bytes()
+
+
 @pytest.fixture(scope="module")
 def unsure_and_sure(val_subset, classifier, predictor):
     """A photo of two real validation faces, one whose uncertainty reaches the classifier's threshold and one
@@ -274,7 +313,8 @@ def test_several_photos_show_a_gallery_and_one_table_of_all_faces(no_dataset, ph
     table = at.dataframe[0].value
     assert len(table) == 4
     assert table["file"].tolist() == ["group.jpg"] * 3 + ["single.png"]
-    np.testing.assert_allclose(table[list(CLASSES)].sum(axis=1), 100.0, atol=1e-2)  # shown in percent
+    # In percent, each probability rounded as in the downloads.
+    np.testing.assert_allclose(table[PROB_COLUMNS].sum(axis=1), 100.0, atol=0.02 + 1e-9)
     gallery = [c for image in at.image for c in image.captions]
     assert any(c.startswith("wall\\.webp: 0 faces") for c in gallery)
 

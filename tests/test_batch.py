@@ -1,5 +1,5 @@
-"""Batch mode: many photos and .zip archives in, one CSV out; zip bombs, traversal names and odd
-members handled in memory; CSV cells safe against formula injection."""
+"""Batch mode: many photos and .zip archives in, one result per file out; zip bombs, traversal names and
+odd members handled in memory; member names defused in the CSV (fer.record)."""
 
 import csv
 import io
@@ -9,21 +9,13 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import encode, flagging_some, iou, make_photo
+from conftest import encode, iou, make_photo
 from PIL import Image
 
 from fer import batch
-from fer.batch import (
-    CSV_COLUMNS,
-    MAX_ZIP_MEMBER_BYTES,
-    MAX_ZIP_MEMBERS,
-    predict_batch,
-    results_to_csv,
-    safe_csv_cell,
-    write_csv,
-)
-from fer.config import CLASSES
+from fer.batch import MAX_ZIP_MEMBER_BYTES, MAX_ZIP_MEMBERS, predict_batch
 from fer.errors import FerError
+from fer.record import face_record, results_to_csv
 
 
 def zip_bytes(members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
@@ -120,8 +112,8 @@ def test_photos_uploads_and_zip_members_in_input_order_with_progress(predictor, 
         "shoot.zip/day1/more.zip is an archive inside the archive and was ignored; add its photos to the zip directly."
     )
     # The same photo gives the same answer whether it came from disk, a zip or an upload.
-    assert [f.to_dict() for f in by_name["group.jpg"].faces] == [
-        f.to_dict() for f in by_name["shoot.zip/group.jpg"].faces
+    assert [face_record(f) for f in by_name["group.jpg"].faces] == [
+        face_record(f) for f in by_name["shoot.zip/group.jpg"].faces
     ]
 
 
@@ -328,103 +320,12 @@ def test_no_detect_in_batch_treats_each_image_as_one_face(predictor, validation)
     assert np.allclose([r.faces[0].probs for r in results], expected, atol=1e-6)
 
 
-# -- CSV --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20"])
-def test_safe_csv_cell_defuses_formula_starts(start):
-    assert safe_csv_cell(start + 'HYPERLINK("http://evil")') == "'" + start + 'HYPERLINK("http://evil")'
-
-
-def test_safe_csv_cell_leaves_plain_values_alone():
-    for value, expected in [
-        ("photo.jpg", "photo.jpg"),
-        ("a=b", "a=b"),
-        (" =1", " =1"),
-        ("", ""),
-        (None, ""),
-        (3, "3"),
-        (0.25, "0.25"),
-    ]:
-        assert safe_csv_cell(value) == expected
-
-
-def read_csv(text: str) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-def test_csv_has_one_row_per_face_and_one_per_faceless_file(predictor, photo):
-    predictor = flagging_some(predictor, photo[0])
-    threshold = predictor.classifier.uncertainty_threshold
-    results = predict_batch(
-        predictor,
-        [("group.jpg", photo[0]), ("notes.jpg", b"just text"), ("blank.png", encode(make_photo([])[0], "PNG"))],
-    )
-
-    text = results_to_csv(results)
-
-    rows = read_csv(text)
-    assert list(rows[0]) == CSV_COLUMNS
-    assert CSV_COLUMNS[:7] == ["file", "face", "x", "y", "w", "h", "label"]
-    assert CSV_COLUMNS[7:11] == [f"p_{name}" for name in CLASSES]
-    assert CSV_COLUMNS[11:] == ["uncertainty", "uncertain", "error", "notes"]
-    faces = [row for row in rows if row["file"] == "group.jpg"]
-    assert [row["face"] for row in faces] == ["1", "2", "3"]
-    for row, face in zip(faces, results[0].faces, strict=True):
-        assert [int(row[k]) for k in "xywh"] == face.box.as_list()
-        assert row["label"] == face.label and row["error"] == ""
-        assert float(row["uncertainty"]) == pytest.approx(face.uncertainty, abs=1e-4)
-        assert row["uncertain"] == str(face.uncertainty >= threshold)
-        probs = [float(row[f"p_{name}"]) for name in CLASSES]
-        assert sum(probs) == pytest.approx(1, abs=1e-3)
-        assert CLASSES[int(np.argmax(probs))] == face.label
-    assert {row["uncertain"] for row in faces} == {"True", "False"}
-    (notes_row,) = [row for row in rows if row["file"] == "notes.jpg"]
-    assert (
-        notes_row["error"].startswith("notes.jpg is a text file")
-        and notes_row["label"] == ""
-        and notes_row["face"] == ""
-        and notes_row["uncertainty"] == ""
-    )
-    (blank_row,) = [row for row in rows if row["file"] == "blank.png"]
-    assert blank_row["error"] == "" and blank_row["notes"] == "no face found"
-
-
-def test_csv_cells_are_safe_and_names_survive_quoting(predictor, single_face):
-    names = [
-        '=HYPERLINK("http://evil","x").png',
-        "+1+cmd.png",
-        "-2.png",
-        "@SUM(A1).png",
-        "\tx.png",
-        'comma, "quote"\nline.png',
-    ]
-    results = predict_batch(predictor, [(name, single_face[0]) for name in names])
-
-    rows = read_csv(results_to_csv(results))
-
-    assert [row["file"] for row in rows] == [safe_csv_cell(name) for name in names]
-    for row in rows:
-        assert not row["file"].startswith(batch.FORMULA_STARTS)
-        assert all(not cell.startswith(batch.FORMULA_STARTS) for cell in row.values())
-    assert rows[-1]["file"] == 'comma, "quote"\nline.png'
+# -- names in the CSV --------------------------------------------------------------------------------
 
 
 def test_zip_member_names_in_csv_are_defused(predictor, single_face):
     results = predict_batch(predictor, [("shoot.zip", zip_bytes({"=cmd|' /C calc'!A0.png": single_face[0]}))])
-    rows = read_csv(results_to_csv(results))
+    rows = list(csv.DictReader(io.StringIO(results_to_csv(results))))
     assert rows[0]["file"] == "shoot.zip/=cmd|' /C calc'!A0.png"  # starts with "s": nothing to defuse
     results = predict_batch(predictor, [("=evil.zip", zip_bytes({"a.png": single_face[0]}))])
-    assert read_csv(results_to_csv(results))[0]["file"] == "'=evil.zip/a.png"
-
-
-def test_write_csv_writes_utf8_for_spreadsheets_and_reports_bad_paths(predictor, single_face, tmp_path):
-    results = predict_batch(predictor, [("café.png", single_face[0])])
-    out = tmp_path / "out.csv"
-
-    write_csv(results, out)
-
-    assert out.read_bytes().startswith("\ufeff".encode())  # Excel needs the BOM to read UTF-8
-    assert read_csv(out.read_text(encoding="utf-8-sig"))[0]["file"] == "café.png"
-    with pytest.raises(FerError, match=r"^Cannot write .*out\.csv \(No such file or directory\); choose a folder"):
-        write_csv(results, tmp_path / "missing" / "out.csv")
+    assert next(csv.DictReader(io.StringIO(results_to_csv(results))))["file"] == "'=evil.zip/a.png"

@@ -11,9 +11,9 @@ import pytest
 from conftest import encode, iou, make_photo
 from PIL import Image
 
-from fer.batch import CSV_COLUMNS
 from fer.cli import main
 from fer.config import CLASSES, PROJECT_ROOT
+from fer.record import FLAT_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,7 @@ def test_json_for_photos_and_zip_members(files, capsys):
         assert entry["error"] is None
         expected = boxes["group"] if "group" in entry["file"] else boxes["single"]
         assert boxes_match([face["box"] for face in entry["faces"]], expected)
+        assert [face["face"] for face in entry["faces"]] == list(range(1, len(expected) + 1))
         for face in entry["faces"]:
             assert set(face["probs"]) == set(CLASSES) and face["label"] in CLASSES
             assert sum(face["probs"].values()) == pytest.approx(1, abs=1e-3)
@@ -88,7 +89,7 @@ def test_csv_output_with_summary_and_errors(files, tmp_path, capsys):
         f"wrote {out_csv}: 4 file(s), 7 face(s), 1 error(s)",
     ]
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text(encoding="utf-8-sig"))))
-    assert list(rows[0]) == CSV_COLUMNS
+    assert list(rows[0]) == FLAT_COLUMNS
     assert [row["file"] for row in rows] == ["shoot.zip/a/group.jpg"] * 3 + ["shoot.zip/a/single.png", "notes.jpg"] + [
         "group.jpg"
     ] * 3

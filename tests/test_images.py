@@ -21,6 +21,7 @@ from fer.cli import main
 from fer.errors import ImageError
 from fer.faces import Box
 from fer.images import MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, load_image
+from fer.record import photo_record
 
 # -- generated files --------------------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ def test_predictor_returns_an_error_entry_for_bad_file(predictor, bad_files, tmp
         assert result.file == name
         assert re.search(message, result.error), result.error
         assert result.faces == [] and result.image is None
-        assert result.to_dict()["error"] == result.error
+        assert photo_record(result)["error"] == result.error
 
 
 def test_cli_reports_every_bad_file_and_still_predicts_the_good_ones(

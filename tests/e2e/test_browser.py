@@ -151,7 +151,7 @@ def test_uploaded_photo_shows_boxes_labels_probabilities_and_cams(page, server, 
     # The CSV download holds the same boxes and labels.
     name, data = download(page, "Download results (CSV)")
     assert name.endswith(".csv")
-    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))  # with a BOM, for Excel
     assert [row["label"] for row in rows] == [f.label for f in expected.faces]
     assert [row["face"] for row in rows] == ["1", "2", "3"]
     boxes = [[int(row[k]) for k in ("x", "y", "w", "h")] for row in rows]
@@ -228,7 +228,7 @@ def test_a_zip_upload_gives_the_table_and_one_csv(page, server, detectable_faces
     # One CSV for the whole zip: every face, and the member that could not be read.
     name, data = download(page, "Download results (CSV)")
     assert name == "fer-results.csv"
-    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))  # with a BOM, for Excel
     assert [(row["file"], row["face"], row["label"]) for row in rows if row["label"]] == [
         (file, str(face.index + 1), face.label) for file, face in faces
     ]
@@ -469,6 +469,6 @@ def test_file_names_are_shown_as_plain_text(odd_name_results):
 
 def test_csv_export_defuses_formulas_in_file_names(odd_name_results):
     _, data = download(odd_name_results, "Download results (CSV)")
-    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))  # with a BOM, for Excel
     assert len(rows) == 3
     assert all(row["file"] == "'" + ODD_NAME for row in rows), [row["file"] for row in rows]
