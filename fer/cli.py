@@ -17,7 +17,7 @@ TTA_HELP = (
 
 
 def _evaluate(args) -> int:
-    from fer.evaluate import evaluate_folder, evaluate_photos, format_report, write_outputs
+    from fer.evaluate import evaluate_folder, evaluate_photos, format_report, headline, write_outputs
 
     for out in (args.json, args.predictions):  # before the minutes of evaluating, not after
         if out and not Path(out).absolute().parent.is_dir():
@@ -28,7 +28,8 @@ def _evaluate(args) -> int:
     if not args.json:
         print(format_report(report))
     else:
-        print(f"accuracy {report['accuracy']:.4f} on {report['n']} images; report written to {args.json}")
+        lead = headline(report)
+        print(f"accuracy {lead['accuracy']:.4f} against {lead['truth']} on {lead['n']} images; report in {args.json}")
     return 0
 
 

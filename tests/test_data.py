@@ -91,3 +91,41 @@ def test_crowd_vote_shares_cover_all_ten_columns_of_the_votes_file(data_root, va
 def test_unusable_folder_names_give_a_data_error():
     with pytest.raises(DataError, match="cannot be used"):
         data.find_data_dir("x" * 5000)
+
+
+def vote_row(**counts) -> dict[str, str]:
+    return {column: str(counts.get(column, 0)) for column in data.ALL_VOTE_COLUMNS}
+
+
+def test_the_crowd_label_is_the_single_top_vote_when_it_is_one_of_the_four_classes(tmp_path):
+    paths = ["sad/1.jpg", "sad/2.jpg", "sad/3.jpg", "happy/4.jpg", "neutral/5.jpg", "sad/6.jpg", "happy/7.jpg"]
+    faces = data.FaceSet(
+        tmp_path, np.zeros((len(paths), 48, 48), np.uint8), np.array([1, 1, 1, 0, 3, 1, 0]), paths, "validation"
+    )
+    votes = {
+        "validation/sad/1.jpg": vote_row(neutral=6, sadness=3, anger=1),  # the crowd: neutral
+        "validation/sad/2.jpg": vote_row(neutral=4, sadness=4, fear=2),  # a tie at the top
+        "validation/sad/3.jpg": vote_row(sadness=3, anger=5, disgust=2),  # another expression on top
+        "validation/happy/4.jpg": vote_row(happiness=2, NF=8),  # not a face
+        "validation/neutral/5.jpg": vote_row(neutral=3, unknown=7),  # unknown
+        # validation/sad/6.jpg has no row at all
+        "validation/happy/7.jpg": vote_row(happiness=9, surprise=1),
+    }
+    labels, no_label = data.crowd_labels(faces, votes)
+    assert labels.tolist() == [CLASSES.index("neutral"), -1, -1, -1, -1, -1, CLASSES.index("happy")]
+    assert no_label == {"no_votes": 1, "tie": 1, "other_expression": 1, "unknown": 1, "not_a_face": 1}
+    assert data.NO_CROWD_LABEL == -1
+    # A tie below the top does not matter: only the top vote must be single.
+    votes["validation/sad/2.jpg"] = vote_row(sadness=5, neutral=2, happiness=2, surprise=1)
+    assert data.crowd_labels(faces, votes)[0][1] == CLASSES.index("sad")
+    assert data.vote_summary(data.vote_counts(faces, votes)[0][0]) == "neutral 6 · sad 3 · anger 1"
+
+
+@pytest.mark.slow
+def test_the_crowd_labels_validation_as_the_votes_file_says(data_root, validation):
+    votes = data.load_votes(data.find_votes_file(data_root))
+    labels, no_label = data.crowd_labels(validation, votes)
+    assert (labels >= 0).sum() == 4688 and sum(no_label.values()) == len(validation) - 4688
+    assert no_label == {"no_votes": 0, "tie": 183, "other_expression": 71, "unknown": 14, "not_a_face": 21}
+    # The serious faces: 559 folder-sad faces the crowd calls neutral.
+    assert ((validation.labels == CLASSES.index("sad")) & (labels == CLASSES.index("neutral"))).sum() == 559

@@ -11,16 +11,20 @@ from fer.config import CLASSES
 from fer.evaluate import evaluate_faces, format_report
 from fer.metrics import compute_metrics, expected_calibration_error
 
-REPORT_KEYS = {
+REPORT_KEYS = {"n", "headline", "folder", "temperature", "weights_sha256", "tta"}
+TRUTH_KEYS = {
+    "truth",
     "n",
     "accuracy",
+    "accuracy_interval",
     "macro_f1",
     "macro_recall",
     "per_class",
     "classes",
     "confusion_matrix",
     "ece",
-    "weights_sha256",
+    "ece_uncalibrated",
+    "reliability",
 }
 
 
@@ -65,17 +69,26 @@ def test_evaluate_cli_json_and_csv_contract(tiny_dataset, tmp_path, classifier):
     )
     assert code == 0
     report = json.loads(out_json.read_text())
-    assert set(report) >= REPORT_KEYS
-    assert report["n"] == 100 and report["classes"] == list(CLASSES)
-    assert np.array(report["confusion_matrix"]).sum() == 100
-    assert set(report["per_class"]) == set(CLASSES) and all(m["support"] == 25 for m in report["per_class"].values())
-    # The train split is known, so the twin-free accuracy is reported too.
-    assert {"accuracy_excluding_train_twins", "n_excluding_train_twins"} <= set(report)
+    # Both truths side by side, the crowd's first: the tiny dataset has the votes file beside it.
+    assert set(report) >= REPORT_KEYS | {"crowd"} and report["headline"] == "crowd"
+    crowd, folder = report["crowd"], report["folder"]
+    assert set(crowd) >= TRUTH_KEYS | {"no_label", "vote_shares_tv"} and set(folder) >= TRUTH_KEYS
+    assert report["n"] == folder["n"] == 100 and folder["classes"] == list(CLASSES)
+    assert crowd["n"] + sum(crowd["no_label"].values()) == 100 and crowd["n"] < 100
+    assert np.array(folder["confusion_matrix"]).sum() == 100 and np.array(crowd["confusion_matrix"]).sum() == crowd["n"]
+    assert all(m["support"] == 25 for m in folder["per_class"].values())
+    # The train split is known, so the twin-free accuracy is reported too, in each truth.
+    assert "excluding_train_twins" in crowd["subsets"] and "excluding_train_twins" in folder["subsets"]
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0]) == ["path", "true", "pred", "p_happy", "p_sad", "p_surprise", "p_neutral", "uncertainty"]
     assert len(rows) == 100 and rows[0]["path"].startswith("happy/") and rows[0]["true"] == "happy"
-    # The CSV agrees with the report and with the classifier itself.
-    assert np.mean([r["true"] == r["pred"] for r in rows]) == pytest.approx(report["accuracy"])
+    # The CSV agrees with the report (its "true" is the folder label) and with the classifier itself.
+    assert np.mean([r["true"] == r["pred"] for r in rows]) == pytest.approx(folder["accuracy"])
+    votes = data.load_votes(data.find_votes_file(tiny_dataset))
+    faces = data.load_folder(tiny_dataset, "validation")
+    labels, _ = data.crowd_labels(faces, votes)
+    preds = np.array([CLASSES.index(r["pred"]) for r in rows])
+    assert crowd["accuracy"] == pytest.approx(np.mean(preds[labels >= 0] == labels[labels >= 0]))
     probs = np.array([[float(r[f"p_{c}"]) for c in CLASSES] for r in rows])
     assert np.allclose(probs.sum(1), 1, atol=1e-4)
     assert [CLASSES[i] for i in probs.argmax(1)] == [r["pred"] for r in rows]
@@ -88,7 +101,7 @@ def test_a_split_folder_as_data_is_the_same_as_naming_the_split(tiny_dataset, tm
     assert cli(["evaluate", "--data", str(tiny_dataset / "validation"), "--json", str(as_folder)]) == 0
     by_split, by_folder = json.loads(as_split.read_text()), json.loads(as_folder.read_text())
     # The votes and the train split beside it are found either way: the same sections, the same numbers.
-    assert {"subsets", "uncertainty", "accuracy_excluding_train_twins"} <= set(by_folder)
+    assert {"crowd", "uncertainty", "train_twins"} <= set(by_folder) and "subsets" in by_folder["folder"]
     assert by_folder == by_split
 
 
@@ -135,13 +148,14 @@ def test_evaluate_with_flip_tta_averages_the_face_and_its_mirror_image(tiny_data
 def test_accuracy_where_the_crowd_agrees_with_the_folder_label_and_where_it_does_not(data_root, val_subset, classifier):
     votes = data.load_votes(data.find_votes_file(data_root))
     report, _, _ = evaluate_faces(classifier, val_subset, votes=votes)
-    agrees, disagrees = (report["subsets"][f"crowd_{k}_with_label"] for k in ("agrees", "disagrees"))
+    agrees, disagrees = (report["folder"]["subsets"][f"crowd_{k}_with_label"] for k in ("agrees", "disagrees"))
     _, has_votes = data.crowd_distribution(val_subset, votes)
     assert agrees["n"] + disagrees["n"] == has_votes.sum() and disagrees["n"] >= 40
     # Where the crowd reads the face as the folder label does, the model is far more often right.
     assert agrees["accuracy"] > 0.85 and disagrees["accuracy"] < agrees["accuracy"] - 0.2
     text = format_report(report)
-    assert f"crowd agrees with label: {agrees['accuracy']:.4f} ({agrees['n']} images)" in text
+    low, high = agrees["accuracy_interval"]
+    assert f"crowd agrees with label: {agrees['accuracy']:.4f} (95% interval {low:.3f}-{high:.3f})" in text
 
 
 def photo_folder(root, detectable_faces):
@@ -188,9 +202,11 @@ def test_evaluate_detect_scores_the_largest_face_of_each_photo_and_counts_no_fac
     # The same faces through the app's pipeline: the report's accuracy counts the wall as wrong.
     labels = [predictor.predict(root / "faces" / name / f"{name}.jpg").faces[0].label for name in CLASSES]
     right = sum(label == name for label, name in zip(labels, CLASSES))
-    assert report["accuracy"] == pytest.approx(right / 5)
-    assert report["accuracy_found_faces"] == pytest.approx(right / 4)
-    assert report["per_class"]["neutral"]["support"] == 2 and sum(map(sum, report["confusion_matrix"])) == 4
+    assert report["headline"] == "folder" and "crowd" not in report  # photos: their own labels, no votes
+    folder = report["folder"]
+    assert folder["accuracy"] == pytest.approx(right / 5)
+    assert folder["accuracy_found_faces"] == pytest.approx(right / 4)
+    assert folder["per_class"]["neutral"]["support"] == 2 and sum(map(sum, folder["confusion_matrix"])) == 4
     assert report["uncertainty"]["n_out_of_scope"] == 1 and report["uncertainty"]["n_in_scope"] == 4
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert [r["pred"] for r in rows if r["path"] == "neutral/wall.png"] == ["no face"]
