@@ -18,7 +18,7 @@ import torch
 
 from fer import data, quantize
 from fer.augment import degrade_faces
-from fer.browse import ship_predictions
+from fer.browse import find_duplicates_file, read_duplicate_groups, ship_predictions
 from fer.calibrate import (
     OTHER_HEAD_L2,
     OUT_OF_SCOPE_FLAG_RATE,
@@ -32,18 +32,25 @@ from fer.checkpoint import CARD_NAME, load_model, save_weights
 from fer.config import DEFAULT_WEIGHTS, PROJECT_ROOT
 from fer.errors import FerError
 from fer.evaluate import evaluate_folder
-from fer.model import count_macs, count_params, describe
+from fer.faces import ALIGN_OVERSAMPLE, CONFIRM_BELOW, DETECT_MAX_SIDE, MIN_FACE_SCORE
+from fer.model import FerNet, count_macs, count_params, describe
 from fer.predict import DEFAULT_UNCERTAINTY_THRESHOLD, Classifier
+from fer.preprocess import FACE_SIZE
 from fer.recipe import reproduce_command
 
 INT8_CALIBRATION_FACES = 8192  # train faces the int8 activation ranges are observed on (docs/reliability.md)
 
-PREPROCESSING = (
-    "Photo decoded safely, turned upright by EXIF, converted to RGB then to 8-bit grayscale (ITU-R 601 luma); "
-    "faces found by YuNet (OpenCV FaceDetectorYN, score >= 0.6), each turned so its eyes are level and scaled "
-    "so its five landmarks fall where FER2013's faces have theirs, warped at 192 px and area-averaged to 48x48; "
-    "pixels scaled to [0, 1]; the model normalises with mean 0.51, std 0.25."
-)
+def preprocessing() -> str:
+    """How a photo becomes the network's input, with the numbers read from where they are set."""
+    return (
+        "Photo decoded safely, turned upright by EXIF, converted to RGB then to 8-bit grayscale (ITU-R 601 luma); "
+        f"faces found by YuNet (OpenCV FaceDetectorYN, score >= {MIN_FACE_SCORE}; a box under {CONFIRM_BELOW} only "
+        "if YuNet finds it again on the photo re-framed around it), each turned so its eyes are level and scaled "
+        f"so its five landmarks fall where FER2013's faces have theirs, warped at {ALIGN_OVERSAMPLE * FACE_SIZE} px "
+        f"and area-averaged to {FACE_SIZE}x{FACE_SIZE}; pixels scaled to [0, 1]; the model normalises with mean "
+        f"{FerNet.MEAN}, std {FerNet.STD}."
+    )
+
 
 INTENDED_USE = (
     "A demo and teaching tool for exploring what a small CNN learns about four facial expressions and how "
@@ -51,34 +58,69 @@ INTENDED_USE = (
     "any assessment of a person's feelings."
 )
 
-LIMITATIONS = [
-    "Knows only four expressions (happy, sad, surprise, neutral): angry, fearful or disgusted faces are forced into one of them.",
-    "Trained on FER2013 web images (48x48 grayscale, mostly frontal, adult faces); profile views, strong occlusion, children and low light are weaker.",
-    "Sad and neutral are often confused: even human annotators disagree on them (FERPlus crowd votes agree with the folder label on about 78% of images).",
-    "The face detector (YuNet) misses faces under about 10 pixels (after the photo is shrunk to 640 pixels) and "
-    "faces turned fully sideways; the model then never sees them.",
-    "Accuracy differs across groups of people in ways the dataset does not let us measure (no demographic labels).",
-]
+def limitations(validation: dict | None) -> list[str]:
+    """What the model cannot do, with the crowd's disagreement with FER2013's labels measured on validation."""
+    agreement = ""
+    subsets = ((validation or {}).get("folder") or {}).get("subsets") or {}
+    agrees, disagrees = subsets.get("crowd_agrees_with_label"), subsets.get("crowd_disagrees_with_label")
+    if agrees and disagrees:
+        share = agrees["n"] / (agrees["n"] + disagrees["n"])
+        agreement = f" (the FERPlus crowd agrees with FER2013's own label on {share:.0%} of validation faces)"
+    return [
+        "Knows only four expressions (happy, sad, surprise, neutral): angry, fearful or disgusted faces are forced "
+        "into one of them; the 'may be another expression' flag catches most of them, not all.",
+        "Trained on FER2013 web images (48x48 grayscale, mostly frontal, adult faces); profile views, strong "
+        "occlusion, children and low light are weaker.",
+        f"Sad and neutral are often confused: people disagree on them too{agreement}.",
+        f"The face detector (YuNet) misses faces under about 10 pixels (after the photo is shrunk to {DETECT_MAX_SIDE} "
+        "pixels) and faces turned fully sideways; the model then never sees them.",
+        "Accuracy differs across groups of people in ways the dataset does not let us measure (no demographic labels).",
+    ]
+
+
+BLANK_STD = 1.0  # pixel standard deviation (0-255) under which a face is blank: no face to read
+
+
+def dataset_defects(root: Path, splits: dict[str, data.FaceSet]) -> list[str]:
+    """The dataset's known defects, counted from its duplicate list and its pixels."""
+    defects = []
+    duplicates = find_duplicates_file(root)
+    if duplicates is not None:
+        groups = read_duplicate_groups(duplicates)
+
+        def twins(split: str, others: tuple[str, ...]) -> int:
+            return sum(
+                1
+                for g in groups
+                for m in g.members
+                if m.startswith(f"{split}/") and any(o.startswith(tuple(f"{s}/" for s in others)) for o in g.members)
+            )
+
+        copies = sum(len(g.members) - 1 for g in groups)
+        defects += [
+            f"{copies:,} files are pixel duplicates of another ({len(groups):,} groups); "
+            f"{twins('validation', ('train',)):,} validation images have a twin in train, "
+            f"{twins('test', ('train', 'validation')):,} test images one in train or validation.",
+            f"{sum(g.conflicting for g in groups)} duplicate groups carry conflicting labels.",
+        ]
+    blank = sum(int((faces.images.reshape(len(faces), -1).std(axis=1) < BLANK_STD).sum()) for faces in splits.values())
+    defects.append(f"{blank} images are blank (no face to read).")
+    if "test" in splits:
+        n = len(splits["test"])
+        defects.append(
+            f"The test split has only {n} images (1 image = {100 / n:.2f} points): validation is the number to trust."
+        )
+    return defects
 
 
 def data_card(root: Path) -> dict:
     """Sources, class balance per split and known defects of the dataset."""
-    splits = {}
-    for split in data.SPLITS:
-        folder = root / split
-        if folder.is_dir():
-            _, labels = data.list_images(folder)
-            splits[split] = {name: labels.count(i) for i, name in enumerate(data.CLASSES)}
+    splits = {split: data.load_folder(root, split) for split in data.SPLITS if (root / split).is_dir()}
     return {
         "source": "FER2013 subset (Kaggle 'Facial_emotion_images'): 48x48 grayscale web faces, 4 classes.",
         "location": str(root),
-        "class_balance": splits,
-        "defects": [
-            "1,031 files are pixel duplicates of another (865 groups); 306 validation images have a twin in train, 17 test images one in train or validation.",
-            "7 duplicate groups carry conflicting labels.",
-            "3 images are nearly blank.",
-            "The test split has only 128 images (1 image = 0.78 points): validation (4,977) is the number to trust.",
-        ],
+        "class_balance": {split: faces.class_counts for split, faces in splits.items()},
+        "defects": dataset_defects(root, splits),
         "soft_labels": "FERPlus crowd votes (10 annotators per image, MIT licence, Microsoft).",
         "licence": "FER2013 images carry no explicit licence and are used for research; they are not shipped with the app.",
     }
@@ -224,7 +266,7 @@ def build_card(
         "weights_sha256": sha,
         "created": date.today().isoformat(),
         "classes": list(data.CLASSES),
-        "input": {"size": [48, 48], "channels": 1, "preprocessing": PREPROCESSING},
+        "input": {"size": [FACE_SIZE, FACE_SIZE], "channels": 1, "preprocessing": preprocessing()},
         "architecture": {
             "description": describe(model.config),
             "config": model.config.to_dict(),
@@ -247,11 +289,12 @@ def build_card(
         "uncertainty": uncertainty,
         "curves": history,
         "intended_use": INTENDED_USE,
-        "limitations": LIMITATIONS,
+        "limitations": limitations(None),
         "data_card": data_card(root),
     }
     classifier = Classifier(model, {"temperature": calibration["temperature"], **extra})
     card["metrics"] = split_reports(root, weights_out, classifier)
+    card["limitations"] = limitations(card["metrics"].get("validation"))
     if tta:  # what one view scores, for comparison (same temperature)
         card["metrics_one_view"] = split_reports(root, weights_out, classifier.with_tta(False))
     (weights_out.parent / CARD_NAME).write_text(json.dumps(card, indent=1))
