@@ -175,3 +175,53 @@ def assert_boxes_match(found: list[list[int]], expected: list[list[int]], min_io
     assert len(found) == len(expected), (found, expected)
     for box in expected:
         assert max(iou(box, other) for other in found) > min_iou, (box, found)
+
+
+def make_clip(
+    frames,
+    fps: float = 10,
+    fmt: str = "mp4",
+    codec: str = "libx264",
+    times=None,
+    rotation: int = 0,
+    audio: bool = False,
+    size: tuple[int, int] | None = None,
+) -> bytes:
+    """Encode RGB uint8 frames into a video in memory (PyAV). `times`: each frame's seconds (a variable
+    frame rate); `rotation`: a display-matrix rotation tag (degrees counter-clockwise); `audio`: add a
+    silent sound track; `size` (width, height): add the video track before any frame (so a clip of no
+    frames still has one). Frames are given as an iterable, so a long clip is never all in memory."""
+    from fractions import Fraction
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=fmt) as container:
+        stream = None
+        if size is not None:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+            stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        sound = container.add_stream("aac", rate=16000) if audio else None
+        for i, frame in enumerate(frames):
+            if stream is None:
+                stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                if times is not None:
+                    stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+                if rotation:
+                    stream.set_display_rotation(rotation)
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            if times is not None:
+                picture.pts, picture.time_base = round(times[i] * 1000), Fraction(1, 1000)
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+        if sound is not None:
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 16000, 0
+            for packet in [*sound.encode(samples), *sound.encode()]:
+                container.mux(packet)
+    return buffer.getvalue()
