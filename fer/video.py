@@ -401,12 +401,18 @@ class Video:
             if rotation:
                 image = np.ascontiguousarray(np.rot90(image, k=rotation))
             yield time, image
-        if self._count == 0:
+        if self._count == 0 and self._packets:
             raise VideoError(
-                f"{self.name} has a video track with no frames that could be decoded"
-                + (f" ({self._end_reason})" if self._end_reason else "")
-                + f"; {FORMATS_HINT}."
+                f"{self.name} is damaged: none of its {max(self._packets, self.info.frames or 0)} frames could be "
+                "decoded; export or copy it again."
             )
+        if self._count == 0 and self.info.duration:
+            raise VideoError(
+                f"{self.name} is damaged: its header says {self.info.duration:.1f} s of video, but no frame could be "
+                "read; export or copy it again."
+            )
+        if self._count == 0:
+            raise VideoError(f"{self.name} holds no video frames (an empty video track); {FORMATS_HINT}.")
         if _variable_rate(gaps):
             self.notes.append(
                 f"variable frame rate (frames {min(gaps) * 1000:.0f} to {max(gaps) * 1000:.0f} ms apart): "
