@@ -38,6 +38,10 @@ MAX_VIDEO_BYTES = 1024 * 2**20  # 1 GB file (the app's uploads are capped lower,
 MAX_DURATION_S = 30 * 60  # 30 minutes
 MAX_SIDE = 4096  # a larger frame (8K) is refused: decoding it alone takes about 50 MB and much time
 MIN_SIDE = 16
+# Video frames are searched for faces as photos are (None: fer.faces' own size). Detection is most of a
+# frame's time, but a frame shrunk further lost some faces the photo pipeline finds (benchmarks/video.py).
+DETECT_SIDE = None
+LIVE_DETECT_SIDE = 480  # the camera view trades some of that for a shorter delay per frame
 DECODE_MAX_SIDE = 1280  # frames are decoded at most this size: detection runs at 640, alignment gets detail
 MAX_DECODE_ERRORS = 50  # damaged packets skipped before a file is called damaged
 MAX_GAP_S = 2.0  # a person unseen for longer gets a new number when seen again
@@ -560,15 +564,33 @@ class FaceTracker:
 # -- analysis -----------------------------------------------------------------------------------------
 
 
-def find_faces(predictor, image: np.ndarray) -> tuple[list[Face], list[np.ndarray]]:
+def find_faces(predictor, image: np.ndarray, detect_side: int | None = None) -> tuple[list[Face], list[np.ndarray]]:
     """The photo pipeline's detection and alignment on one RGB frame: faces (largest first, at most
-    MAX_FACES, tilted ones refined) and their 48x48 crops."""
-    found = predictor.detector.detect(image)[:MAX_FACES]
+    MAX_FACES, tilted ones refined) and their 48x48 crops. `detect_side`: faces are searched for on the
+    frame shrunk to this longer side (detection's cost grows with the pixels), then aligned on the frame."""
+    height, width = image.shape[:2]
+    scale = min(1.0, detect_side / max(height, width)) if detect_side else 1.0
+    if scale < 1:
+        import cv2
+
+        interpolation = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR  # as fer.faces shrinks photos
+        small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=interpolation)
+        found = [_scaled(face, 1 / scale, width, height) for face in predictor.detector.detect(small)[:MAX_FACES]]
+    else:
+        found = predictor.detector.detect(image)[:MAX_FACES]
     if not found:
         return [], []
     faces = [predictor.detector.refine(image, face) for face in found]
     gray = np.asarray(Image.fromarray(image).convert("L"))  # the same grey as photos (Pillow's)
     return faces, [align_face(gray, face.landmarks) for face in faces]
+
+
+def _scaled(face: Face, factor: float, width: int, height: int) -> Face:
+    """`face` found on a shrunk frame, in the frame's own pixels (the box kept on the frame)."""
+    x, y = min(width - 2, round(face.box.x * factor)), min(height - 2, round(face.box.y * factor))
+    w, h = min(width - x, round(face.box.w * factor)), min(height - y, round(face.box.h * factor))
+    points = tuple((px * factor, py * factor) for px, py in face.landmarks)
+    return Face(Box(x, y, max(2, w), max(2, h)), face.score, points)
 
 
 def analyse_frames(
@@ -577,6 +599,7 @@ def analyse_frames(
     tracker: FaceTracker | None = None,
     batch_frames: int = BATCH_FRAMES,
     keep_faces: bool = False,
+    detect_side: int | None = DETECT_SIDE,
 ) -> Iterator[FrameResult]:
     """FrameResult for each (time, RGB frame): faces found, aligned and classified, each with its person's
     number. Faces of `batch_frames` frames are classified in one call (fewer, larger model calls)."""
@@ -611,7 +634,7 @@ def analyse_frames(
         pending.clear()
 
     for index, (time, image) in enumerate(frames):
-        faces, crops = find_faces(predictor, image)
+        faces, crops = find_faces(predictor, image, detect_side)
         pending.append((index, time, image, faces, crops))
         if len(pending) >= max(1, batch_frames):
             yield from flush()
@@ -619,13 +642,18 @@ def analyse_frames(
 
 
 def analyse(
-    source, predictor, fps: float = DEFAULT_FPS, name: str | None = None, batch_frames: int = BATCH_FRAMES
+    source,
+    predictor,
+    fps: float = DEFAULT_FPS,
+    name: str | None = None,
+    batch_frames: int = BATCH_FRAMES,
+    detect_side: int | None = DETECT_SIDE,
 ) -> Iterator[FrameResult]:
     """Per sampled frame, as the video is decoded: its time, and each face with its person's number,
     box and probabilities (`image` holds the frame). Raises VideoError for a file that cannot be read;
     for one that breaks off, after the frames before the break."""
     with Video(source, name) as video:
-        yield from analyse_frames(video.frames(fps), predictor, batch_frames=batch_frames)
+        yield from analyse_frames(video.frames(fps), predictor, batch_frames=batch_frames, detect_side=detect_side)
 
 
 class Summary:
@@ -751,6 +779,7 @@ def process_video(
     progress: Progress | None = None,
     cancel: Callable[[], bool] | None = None,
     batch_frames: int = BATCH_FRAMES,
+    detect_side: int | None = DETECT_SIDE,
 ) -> VideoReport:
     """The whole video: timeline (without pixels), each person's summary and, where `annotated` is a path
     or a binary file object, the annotated MP4. Never raises for a bad video: `report.error` says what
@@ -768,7 +797,10 @@ def process_video(
             if isinstance(annotated, str | os.PathLike):
                 output = stack.enter_context(_file_when_done(annotated))
             try:
-                for frame in analyse_frames(video.frames(fps), predictor, batch_frames=batch_frames):
+                frames = analyse_frames(
+                    video.frames(fps), predictor, batch_frames=batch_frames, detect_side=detect_side
+                )
+                for frame in frames:
                     if output is not None:
                         if writer is None:
                             height, width = frame.image.shape[:2]
@@ -852,15 +884,18 @@ class LiveAnalyser:
     `smoothing` in [0, 1): the weight of the past in an exponential moving average per person (0: each
     frame on its own). Not thread-safe: one per camera stream."""
 
-    def __init__(self, predictor, smoothing: float = 0.6):
+    def __init__(self, predictor, smoothing: float = 0.6, detect_side: int | None = LIVE_DETECT_SIDE):
         self.predictor = predictor
         self.smoothing = smoothing
+        self.detect_side = detect_side
         self.tracker = FaceTracker()
         self._smoothed: dict[int, np.ndarray] = {}
         self._index = 0
 
     def process(self, image: np.ndarray, time: float) -> FrameResult:
-        (result,) = analyse_frames([(time, image)], self.predictor, self.tracker, batch_frames=1, keep_faces=True)
+        (result,) = analyse_frames(
+            [(time, image)], self.predictor, self.tracker, batch_frames=1, keep_faces=True, detect_side=self.detect_side
+        )
         weight = min(max(float(self.smoothing), 0.0), 0.99)
         for face in result.faces:
             past = self._smoothed.get(face.person)

@@ -225,3 +225,47 @@ def make_clip(
             for packet in [*sound.encode(samples), *sound.encode()]:
                 container.mux(packet)
     return buffer.getvalue()
+
+
+CLIP_SIZE = (640, 480)
+CLIP_FACE_SIDE = 160
+
+
+@pytest.fixture(scope="session")
+def segment_faces(validation, predictor) -> dict[str, np.ndarray]:
+    """A validation face of happy, surprise and neutral that the photo pipeline finds and labels right
+    when pasted alone on a 640x480 frame: the video must give the same labels frame after frame."""
+    from fer.images import LoadedImage
+
+    chosen = {}
+    for name in ("happy", "surprise", "neutral"):
+        for i in np.flatnonzero(validation.labels == CLASSES.index(name))[:100]:
+            photo, _ = make_photo([validation.images[i]], size=CLIP_SIZE, face_side=CLIP_FACE_SIDE)
+            result = predictor.predict_loaded(LoadedImage(photo, "PNG"), "face")
+            if len(result.faces) == 1 and result.faces[0].label == name and result.faces[0].confidence > 0.8:
+                chosen[name] = validation.images[i]
+                break
+    assert len(chosen) == 3, f"no clearly {set(CLASSES) - set(chosen)} face among the first 100"
+    return chosen
+
+
+def pasted(faces_at: list[tuple[np.ndarray, int, int]], size=CLIP_SIZE, side=CLIP_FACE_SIDE) -> np.ndarray:
+    """A frame: a smooth background with each 48x48 face enlarged to `side` at (x, y)."""
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    frame = Image.fromarray((90 + 60 * xx / width + 30 * yy / height).astype(np.uint8)).convert("RGB")
+    for face, x, y in faces_at:
+        frame.paste(Image.fromarray(face).resize((side, side), Image.Resampling.BICUBIC).convert("RGB"), (x, y))
+    return np.asarray(frame)
+
+
+def segments_clip(faces: dict[str, np.ndarray], seconds: int = 4, fps: int = 10) -> bytes:
+    """happy for `seconds`, then surprise, then neutral: one person drifting slowly across the frame."""
+
+    def frames():
+        for k, name in enumerate(("happy", "surprise", "neutral")):
+            for i in range(seconds * fps):
+                t = k * seconds * fps + i
+                yield pasted([(faces[name], 200 + t, 140 + (t % 7))])
+
+    return make_clip(frames(), fps=fps)
