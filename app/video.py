@@ -26,6 +26,7 @@ VIDEO_RESULT = "video_result"  # session state: (key, VideoReport, annotated MP4
 STARTED, CANCELLED = "video_started", "video_cancelled"  # session state: the analysis key asked for / stopped
 MAX_TIMELINES = 6  # people with a timeline chart; every person is in the table and the CSV
 LIVE = "live_session"
+FREEZE_FAILED = "live_freeze_failed"  # session state: Freeze was pressed before any frame was processed
 LIVE_WINDOW_S = 30.0  # seconds of the largest face's rolling timeline
 
 
@@ -222,6 +223,17 @@ def ice_servers() -> list[dict]:
     return servers
 
 
+def stream_served() -> bool:
+    """Whether this run comes from a served app (`streamlit run`), whose session streamlit-webrtc needs to
+    connect the camera; Streamlit's in-process AppTest has none (its runtime is a stand-in)."""
+    from streamlit_webrtc.session_info import get_this_session_info
+
+    try:
+        return get_this_session_info() is not None
+    except AttributeError:
+        return False
+
+
 @dataclass
 class LiveSession:
     """One browser's camera stream: the analyser (tracking, smoothing) and what the page shows of it.
@@ -309,14 +321,16 @@ def frame_callback(session: LiveSession):
 
 
 def freeze(session: LiveSession) -> bool:
-    """Hand the latest camera frame to the Predict page (as a taken photo) and its faces to the Explain page,
-    as the Predict page hands faces to Explain. False when no frame was processed yet."""
+    """The Freeze button's callback: hand the latest camera frame to the Predict page (as a taken photo) and
+    its faces to the Explain page, as the Predict page hands faces to Explain. False when no frame was
+    processed yet (FREEZE_FAILED is set for the page to say so)."""
     from PIL import Image
 
     from app.results import jpeg_bytes
 
     image, result = session.snapshot()
     if image is None:
+        st.session_state[FREEZE_FAILED] = True
         return False
     photo = jpeg_bytes(Image.fromarray(image))
     st.session_state.setdefault("kept_inputs", {})["Take a photo"] = [("camera-frame.jpg", photo)]

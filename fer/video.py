@@ -216,8 +216,14 @@ def _open_source(source, name: str | None) -> tuple[io.IOBase, str]:
             raise VideoError(f"{label} {too_big}")
         return io.BytesIO(bytes(source)), label
     if hasattr(source, "read"):
-        label = name or getattr(source, "name", None) or "upload"
-        return source, str(label)
+        label = str(name or getattr(source, "name", None) or "upload")
+        with contextlib.suppress(OSError, AttributeError, ValueError):  # a stream that cannot seek is read as it comes
+            start = source.tell()
+            size = source.seek(0, io.SEEK_END) - start
+            source.seek(start)
+            if size > MAX_VIDEO_BYTES:
+                raise VideoError(f"{label} {too_big}")
+        return source, label
     path = Path(source)
     label = name or str(path)
     try:
@@ -248,11 +254,13 @@ class Video:
 
         self._av = av
         self._file, self.name = _open_source(source, name)
+        self._owns_file = self._file is not source  # a file object the caller gave stays open
         self._container = None
         self.notes: list[str] = []
         try:
+            start = self._file.tell()
             head = self._file.read(64)
-            self._file.seek(0)
+            self._file.seek(start)
             fmt = sniff_container(head, self.name)
             container_name = {"mov": "MP4/MOV", "matroska": "WebM/MKV", "avi": "AVI"}[fmt]
             article = "a" if fmt == "matroska" else "an"
@@ -280,8 +288,10 @@ class Video:
             raise VideoError(f"{self.name} holds no video frames (no picture track); {FORMATS_HINT}.")
         stream = self._stream = pictures[0]
         context = stream.codec_context
-        codec = context.name if context else "unknown"
-        width, height = (context.width, context.height) if context else (0, 0)
+        if context is None:  # FFmpeg has no decoder for it
+            raise VideoError(f"{self.name} uses a video codec that cannot be decoded here; {FORMATS_HINT}.")
+        codec = context.name
+        width, height = context.width, context.height
         if not width or not height:
             raise VideoError(f"{self.name}'s video track has no picture size (damaged header); {FORMATS_HINT}.")
         if max(width, height) > MAX_SIDE:
@@ -325,7 +335,8 @@ class Video:
             self._container.close()
             self._container = None
         if self._file is not None:
-            self._file.close()
+            if self._owns_file:
+                self._file.close()
             self._file = None
 
     def __enter__(self) -> Video:

@@ -97,13 +97,22 @@ def render() -> None:
         f"Smoothing {session.smoothing:.2f}: each shown probability is {1 - session.smoothing:.0%} this frame "
         f"and {session.smoothing:.0%} the previous shown value."
     )
-    context = camera(session)
-    playing = bool(context.state.playing)
+    playing = False
+    if video.stream_served():
+        playing = bool(camera(session).state.playing)
+    else:
+        st.info(
+            "The camera stream needs the served app (`streamlit run streamlit_app.py`).", icon=":material/videocam_off:"
+        )
     st.caption(NO_CAMERA)
-    freeze = st.button(
-        "Freeze", icon=":material/pause:", help="Send the current frame to the Predict and Explain pages."
+    st.button(
+        "Freeze",
+        icon=":material/pause:",
+        help="Send the current frame to the Predict and Explain pages.",
+        on_click=video.freeze,
+        args=(session,),
     )
-    if freeze and not video.freeze(session):
+    if st.session_state.pop(video.FREEZE_FAILED, False):
         st.warning("No frame has been processed yet: start the camera first.", icon=":material/videocam_off:")
     st.fragment(live_panel, run_every=1.0 if playing else None)(session, playing)
     frozen()

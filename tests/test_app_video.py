@@ -78,7 +78,8 @@ def test_an_uploaded_video_gives_the_summary_timeline_moment_and_downloads(segme
     at.select_slider(key="video_moment").set_value(5.0)
     rerun(at)
     assert any(t.startswith("**Person 1**: neutral") for t in texts(at.markdown))
-    assert at.get("imgs")  # the annotated frame
+    captions = [c.replace("\\", "") for image in at.image for c in image.captions]
+    assert captions == ["meeting.mp4 at 5.0 s"]  # the annotated frame of that moment
     # The CSV download holds every analysed face, as the API gives it.
     report = at.session_state["video_result"][1]
     rows = list(csv.DictReader(io.StringIO(report_csv(report))))
@@ -130,3 +131,38 @@ def test_freeze_hands_the_frame_to_predict_and_explain(segment_faces):
     assert "1 face found" in texts(at.subheader)
     assert any(t.startswith("Face 1: happy") for t in texts(at.subheader))
     assert CLASSES  # the four classes the labels come from
+
+
+def test_an_uploaded_video_never_touches_the_disk(monkeypatch, tmp_path, segment_faces):
+    """The upload, its analysis, a moment's frame and the annotated MP4 stay in memory: no file is opened
+    for writing (Python's audit hook) and no file appears in the watched folders (FFmpeg's own writes too)."""
+    import tempfile
+
+    from e2e.footprint import changed, is_allowed, snapshot, watched_dirs
+    from test_privacy import WriteRecorder
+
+    from app import browse
+
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_dir))
+    monkeypatch.setenv("TMPDIR", str(temp_dir))
+    allowed = [browse.cache_dir().resolve()]
+    recorder = WriteRecorder.get()
+    at = open_page("pages/video.py")
+    clip = segments_clip(segment_faces, seconds=1)
+    before = snapshot(watched_dirs(temp_dir), allowed)
+    recorder.events.clear()
+    recorder.recording = True
+    try:
+        upload(at, "private-video.mp4", clip)
+        at.button(key="video_start").click()
+        rerun(at)
+        at.select_slider(key="video_moment").set_value(at.session_state["video_result"][1].frames[-1].time)
+        rerun(at)
+    finally:
+        recorder.recording = False
+    assert download_names(at) == ["Download faces over time (CSV)", "Download annotated video (MP4)"]
+    writes = [e for e in recorder.events if not is_allowed(e[1], allowed)]
+    assert writes == [], f"the app wrote to disk while handling a video: {writes}"
+    assert changed(before, snapshot(watched_dirs(temp_dir), allowed)) == []
