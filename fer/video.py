@@ -44,7 +44,8 @@ DETECT_SIDE = None
 LIVE_DETECT_SIDE = 480  # the camera view trades some of that for a shorter delay per frame
 DECODE_MAX_SIDE = 1280  # frames are decoded at most this size: detection runs at 640, alignment gets detail
 MAX_DECODE_ERRORS = 50  # damaged packets skipped before a file is called damaged
-MAX_GAP_S = 2.0  # a person unseen for longer gets a new number when seen again
+MAX_GAP_S = 2.0  # a person unseen for longer (and MIN_MISSES processed frames) gets a new number when seen again
+MIN_MISSES = 3
 TRACK_GATE = 1.0  # largest match cost (centre distance in face sizes + log size ratio) for the same person
 BATCH_FRAMES = 4  # sampled frames whose faces are classified in one model call
 FORMATS_HINT = "use an MP4 (H.264), WebM, MOV or AVI video"
@@ -518,6 +519,7 @@ class _Track:
     time: float
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))
     seen: int = 1
+    missed: int = 0  # frames since last seen
 
 
 class FaceTracker:
@@ -538,7 +540,9 @@ class FaceTracker:
         """The person number of each face (in the order given) seen at `time` seconds."""
         from scipy.optimize import linear_sum_assignment
 
-        self.tracks = [t for t in self.tracks if time - t.time <= self.max_gap]
+        # Forgotten only when gone for max_gap seconds and several frames: a slow camera stream (a busy
+        # server) can leave seconds between two processed frames of a person who never left.
+        self.tracks = [t for t in self.tracks if time - t.time <= self.max_gap or t.missed < MIN_MISSES]
         centres = [np.mean(np.asarray(f.landmarks, dtype=np.float64), axis=0) for f in faces]
         sizes = [max(1.0, float(np.sqrt(f.box.w * f.box.h))) for f in faces]
         people = [0] * len(faces)
@@ -559,8 +563,11 @@ class FaceTracker:
                     measured = (centres[j] - track.centre) / dt
                     track.velocity = measured if track.seen == 1 else 0.5 * track.velocity + 0.5 * measured
                 track.centre, track.size, track.time, track.seen = centres[j], sizes[j], time, track.seen + 1
+                track.missed = -1  # counted up to 0 below
                 people[j] = track.person
                 matched_faces.add(j)
+        for track in self.tracks:
+            track.missed += 1
         # New people are numbered as a reader meets them: left to right, then top to bottom.
         new = sorted(
             (j for j in range(len(faces)) if j not in matched_faces), key=lambda j: (faces[j].box.x, faces[j].box.y)

@@ -28,23 +28,25 @@ def upload():
 
 
 def run_analysis(data: bytes, name: str, fps: float, tta: bool, key: tuple):
-    bar = st.progress(0.0, text="Starting...")
-    # A click reruns the page, which stops the analysis at its next progress update.
-    st.button(
-        "Cancel",
-        key="video_cancel",
-        icon=":material/stop:",
-        help="Stop the analysis (its results are dropped).",
-        on_click=video.cancel,
-        args=(key,),
-    )
+    area = st.empty()  # the progress bar and Cancel, gone once the analysis is done
+    with area.container():
+        bar = st.progress(0.0, text="Starting...")
+        # A click reruns the page, which stops the analysis at its next progress update.
+        st.button(
+            "Cancel",
+            key="video_cancel",
+            icon=":material/stop:",
+            help="Stop the analysis (its results are dropped).",
+            on_click=video.cancel,
+            args=(key,),
+        )
 
     def show(fraction, text):
         bar.progress(fraction if fraction is not None else 0.0, text=text)
 
-    report, movie = video.analyse(data, name, fps, tta, show)
-    bar.empty()
-    return report, movie
+    done = video.analyse(data, name, fps, tta, show)
+    area.empty()
+    return done
 
 
 def results(data: bytes, name: str, report, movie: bytes) -> None:
@@ -150,18 +152,21 @@ def render() -> None:
     key = video.analysis_key(data, fps, tta)
     done = video.stored(key)
     if done is None:
-        if st.session_state.get(video.CANCELLED) == key:
-            st.warning("Analysis cancelled: nothing was kept.", icon=":material/stop:")
-        st.button(
-            "Analyse the video",
-            type="primary",
-            icon=":material/play_arrow:",
-            key="video_start",
-            on_click=video.start,
-            args=(key,),
-        )
+        controls = st.empty()  # the button goes once the analysis starts
+        with controls.container():
+            if st.session_state.get(video.CANCELLED) == key:
+                st.warning("Analysis cancelled: nothing was kept.", icon=":material/stop:")
+            st.button(
+                "Analyse the video",
+                type="primary",
+                icon=":material/play_arrow:",
+                key="video_start",
+                on_click=video.start,
+                args=(key,),
+            )
         if st.session_state.get(video.STARTED) != key:
             return
+        controls.empty()
         done = run_analysis(data, name, fps, tta, key)
     results(data, name, *done)
 

@@ -213,9 +213,16 @@ def test_two_faces_crossing_on_one_line_keep_their_numbers():
 def test_a_face_gone_too_long_gets_a_new_number_and_a_new_face_numbers_left_to_right():
     tracker = video.FaceTracker(max_gap=1.0)
     assert tracker.update(0.0, [face_at(300, 100), face_at(50, 100)]) == [2, 1]
-    assert tracker.update(0.5, [face_at(305, 100)]) == [2]
-    # At 1.4 s person 1 has been gone 1.4 s (a new number), person 2 only 0.9 s (the same number).
-    assert tracker.update(1.4, [face_at(55, 100), face_at(310, 100)]) == [3, 2]
+    for t in (0.3, 0.6, 0.9):
+        assert tracker.update(t, [face_at(300 + 10 * t, 100)]) == [2]
+    # At 1.4 s person 1 has been gone 1.4 s and 3 frames (a new number), person 2 only 0.5 s (the same number).
+    assert tracker.update(1.4, [face_at(55, 100), face_at(314, 100)]) == [3, 2]
+
+
+def test_a_slow_stream_keeps_the_number_of_a_person_who_stayed():
+    tracker = video.FaceTracker(max_gap=1.0)
+    assert tracker.update(0.0, [face_at(100, 100)]) == [1]
+    assert tracker.update(5.0, [face_at(104, 100)]) == [1]  # the next processed frame came 5 s later
 
 
 # -- the whole pipeline on dataset faces --------------------------------------------------------------

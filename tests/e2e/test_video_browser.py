@@ -32,7 +32,7 @@ def test_video_upload_shows_the_timeline_and_the_downloads(page, server, segment
     chart = page.get_by_test_id("stPlotlyChart").first
     chart.locator("g.trace").first.wait_for()
     # One line per class, named in the legend.
-    legend = [t.strip() for t in chart.locator("g.legend text.legendtext").all_inner_texts()]
+    legend = [t.strip() for t in chart.locator("g.legend text.legendtext").all_text_contents()]
     assert legend == ["happy", "sad", "surprise", "neutral"], legend
     wait_idle(page)
     snap(page, "video-upload")
@@ -50,6 +50,23 @@ def test_video_upload_shows_the_timeline_and_the_downloads(page, server, segment
     assert info.value.suggested_filename == "meeting-annotated.mp4"
     with video.Video(info.value.path()) as movie:
         assert len(list(movie.frames(30))) == 30  # every analysed frame, at 5 a second over 6 s
+
+
+def test_a_running_analysis_can_be_cancelled(page, server, segment_faces):
+    clip = segments_clip(segment_faces, seconds=10)  # 30 s: 150 frames to analyse
+    open_app(page, server)
+    go_to(page, "Video", "Expressions over time in a video")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
+        [{"name": "long.mp4", "mimeType": "video/mp4", "buffer": clip}]
+    )
+    page.get_by_role("button", name="Analyse the video").click()
+    page.get_by_text(re.compile(r"^Analysed \d+ of 30 s of video")).wait_for()  # the progress bar, with the time left
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Analysis cancelled: nothing was kept.").wait_for()
+    wait_idle(page)
+    assert page.get_by_role("heading", name="Timeline").count() == 0
+    assert page.get_by_role("button", name="Analyse the video").count() == 1
+    assert_no_exception(page, server)
 
 
 def live_labels(playwright, server, clip, attempt: int) -> tuple[int, list[str]]:
@@ -70,9 +87,12 @@ def live_labels(playwright, server, clip, attempt: int) -> tuple[int, list[str]]
         frame.get_by_role("button", name="Start").click()
         shown = frame.locator("video")
         shown.wait_for()
+        # The page's frame-rate metric turns from "–" to a number once frames are processed (the model's
+        # first load on a busy machine can take a while).
+        page.get_by_test_id("stMetricValue").filter(has_text=re.compile(r"^\d")).first.wait_for(timeout=SLOW_MS)
         colours = [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in video.BOX_COLORS.values()]
         count = 0
-        for _ in range(60):  # up to a minute for the connection and the first processed frames
+        for _ in range(60):  # the video shown is the server's: processed frames, boxes drawn
             page.wait_for_timeout(1000)
             count = shown.evaluate(
                 """(v, colours) => {
@@ -94,7 +114,6 @@ def live_labels(playwright, server, clip, attempt: int) -> tuple[int, list[str]]
         page.get_by_role("button", name="Freeze").click()
         page.get_by_role("heading", name="Frozen frame").wait_for(timeout=60_000)
         labels = [t.strip() for t in page.get_by_text(re.compile(r"^Person \d+: ")).all_inner_texts()]
-        page.get_by_text(re.compile(r"^\d+(\.\d)?$")).first.wait_for(timeout=30_000)  # the frames-per-second metric
         snap(page, f"live-attempt{attempt}")
         assert_no_exception(page, server)
         return count, labels
@@ -119,6 +138,6 @@ def test_live_page_shows_labelled_boxes_from_the_camera(
             failures.append(f"attempt {attempt}: {type(error).__name__}: {str(error)[:300]}")
             continue
         assert count > 500, f"no labelled box on the video ({count} class-coloured pixels)"
-        assert labels and labels[0].startswith("Person 1: happy"), labels
+        assert labels and re.match(r"Person \d+: happy \(\d+%\)$", labels[0]), labels
         return
     pytest.fail(f"the live view showed no labelled frame in {LIVE_ATTEMPTS} attempts:\n" + "\n".join(failures))
