@@ -257,7 +257,7 @@ class LiveSession:
 
         start = time.monotonic()
         try:
-            if self.analyser is None:
+            if self.analyser is None:  # normally made by the page (prepare), in the script's thread
                 self.analyser = LiveAnalyser(state.predictor(), self.smoothing)
             self.analyser.smoothing = self.smoothing
             result = self.analyser.process(image, start - self.started)
@@ -274,6 +274,13 @@ class LiveSession:
                 largest = max(result.faces, key=lambda f: f.box.w * f.box.h)
                 self.timeline.append((result.time, largest.probs.copy()))
         return drawn
+
+    def prepare(self) -> None:
+        """Load the model now, on the page (with its spinner), not in the stream's first frame."""
+        from fer.video import LiveAnalyser
+
+        if self.analyser is None:
+            self.analyser = LiveAnalyser(state.predictor(), self.smoothing)
 
     def rates(self) -> tuple[float | None, float | None]:
         """(processed frames per second over the last frames, median delay per frame in ms)."""

@@ -175,28 +175,52 @@ def memory_over(predictor, faces: list[np.ndarray], minutes: float) -> tuple[flo
         os.unlink(path)
 
 
-def segment_accuracy(validation, predictor, trials: int) -> tuple[list[float], dict[str, float]]:
-    """Per trial (a clip of a new happy, surprise and neutral face, 4 s each) the share of sampled
-    frames labelled right, per segment; and per class over all trials."""
+def segment_accuracy(validation, predictor, trials: int) -> tuple[list[float], dict[str, float], list[float]]:
+    """Per trial (a clip of a new happy, surprise and neutral face, 4 s each): the share of sampled frames
+    labelled right, per segment, and per class over all trials; and per segment the share of sampled
+    frames whose label is the photo pipeline's on the same frame as a still PNG (the video path's own
+    agreement, apart from the model's accuracy)."""
+    from PIL import Image
+
+    from fer.images import LoadedImage
+
     pools = {name: detectable(validation, predictor, name, trials) for name in ("happy", "surprise", "neutral")}
-    per_segment, per_class = [], {name: [] for name in pools}
+    per_segment, per_class, agreement = [], {name: [] for name in pools}, []
     for trial in range(trials):
 
-        def frames(trial=trial):
-            for k, name in enumerate(pools):
-                for i in range(40):  # 4 s at 10 frames/s
-                    frame = background()
-                    paste(frame, pools[name][trial], 220 + (k * 40 + i) // 2, 140, 170)
-                    yield frame
+        def frame_at(k: int, i: int, trial=trial) -> np.ndarray:
+            frame = background()
+            paste(frame, pools[list(pools)[k]][trial], 220 + (k * 40 + i) // 2, 140, 170)
+            return frame
 
-        report = video.process_video(make_clip(frames(), fps=10), predictor, fps=5)
+        frames = (frame_at(k, i) for k in range(3) for i in range(40))  # 4 s a segment at 10 frames/s
+        report = video.process_video(make_clip(frames, fps=10), predictor, fps=5)
         for k, name in enumerate(pools):
             sampled = [f for f in report.frames if 4 * k <= f.time < 4 * (k + 1)]
             right = sum(1 for f in sampled if f.faces and f.faces[0].label == name)  # no face counts as wrong
             share = right / max(len(sampled), 1)
             per_segment.append(share)
             per_class[name].append(share)
-    return per_segment, {name: float(np.mean(v)) for name, v in per_class.items()}
+            still = predictor.predict_loaded(LoadedImage(Image.fromarray(frame_at(k, 0)), "PNG"), "still").faces
+            if still:
+                same = sum(1 for f in sampled if f.faces and f.faces[0].label == still[0].label)
+                agreement.append(same / max(len(sampled), 1))
+    return per_segment, {name: float(np.mean(v)) for name, v in per_class.items()}, agreement
+
+
+def label_rows(validation, served, trials: int) -> list[tuple[str, str]]:
+    per_segment, per_class, agreement = segment_accuracy(validation, served, trials)
+    return [
+        (
+            f"label right per segment, {trials} clips x 3 segments of new validation faces (median; mean)",
+            f"{np.median(per_segment):.0%}; {np.mean(per_segment):.0%} "
+            f"({', '.join(f'{k} {v:.0%}' for k, v in per_class.items())})",
+        ),
+        (
+            f"same label as the photo pipeline on the still frame, per segment ({len(agreement)} segments; median; mean)",
+            f"{np.median(agreement):.0%}; {np.mean(agreement):.0%}",
+        ),
+    ]
 
 
 def main() -> None:
@@ -205,6 +229,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--trials", type=int, default=10, help="clips of different faces for the label accuracy")
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the memory clip")
+    parser.add_argument("--labels-only", action="store_true", help="only the label rows (no speed, no memory)")
     args = parser.parse_args()
     import cv2
     import torch
@@ -217,6 +242,9 @@ def main() -> None:
     one_view = Predictor(classifier.with_tta(False), served.detector)
     faces = [detectable(validation, served, name, 1)[0] for name in ("happy", "surprise", "neutral")]
     rows = [("load average at the start (1 min)", f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")]
+    if args.labels_only:
+        print_table(rows + label_rows(validation, served, args.trials), args.threads)
+        return
 
     handle, path = tempfile.mkstemp(suffix=".mp4")
     os.close(handle)
@@ -259,14 +287,7 @@ def main() -> None:
             (f"live, 640x480, {n} face(s): delay per processed frame", f"{delay:.0f} ms ({1000 / delay:.1f} frames/s)")
         )
 
-    per_segment, per_class = segment_accuracy(validation, served, args.trials)
-    rows.append(
-        (
-            f"label right per segment, {args.trials} clips x 3 segments of new validation faces (median; mean)",
-            f"{np.median(per_segment):.0%}; {np.mean(per_segment):.0%} "
-            f"({', '.join(f'{k} {v:.0%}' for k, v in per_class.items())})",
-        )
-    )
+    rows += label_rows(validation, served, args.trials)
     first, growth, peak, count = memory_over(served, faces[:2], args.minutes)
     rows.append(
         (
@@ -276,7 +297,11 @@ def main() -> None:
     )
     rows.append(("load average at the end (1 min)", f"{os.getloadavg()[0]:.1f}"))
 
-    print(f"Video benchmark, {date.today()}, {os.cpu_count()} cores, torch threads {args.threads}")
+    print_table(rows, args.threads)
+
+
+def print_table(rows: list[tuple[str, str]], threads: int) -> None:
+    print(f"Video benchmark, {date.today()}, {os.cpu_count()} cores, torch threads {threads}")
     print()
     print("| what | measured |")
     print("|---|---|")

@@ -97,6 +97,7 @@ def render() -> None:
         f"Smoothing {session.smoothing:.2f}: each shown probability is {1 - session.smoothing:.0%} this frame "
         f"and {session.smoothing:.0%} the previous shown value."
     )
+    session.prepare()
     playing = False
     if video.stream_served():
         playing = bool(camera(session).state.playing)
