@@ -134,8 +134,9 @@ def test_freeze_hands_the_frame_to_predict_and_explain(segment_faces):
 
 
 def test_an_uploaded_video_never_touches_the_disk(monkeypatch, tmp_path, segment_faces):
-    """The upload, its analysis, a moment's frame and the annotated MP4 stay in memory: no file is opened
-    for writing (Python's audit hook) and no file appears in the watched folders (FFmpeg's own writes too)."""
+    """The upload, its analysis, a moment's frame, the annotated MP4 and a frozen camera frame stay in memory:
+    no file is opened for writing (Python's audit hook) and no file appears in the watched folders (which
+    would also show FFmpeg's own writes)."""
     import tempfile
 
     from e2e.footprint import changed, is_allowed, snapshot, watched_dirs
@@ -160,9 +161,16 @@ def test_an_uploaded_video_never_touches_the_disk(monkeypatch, tmp_path, segment
         rerun(at)
         at.select_slider(key="video_moment").set_value(at.session_state["video_result"][1].frames[-1].time)
         rerun(at)
+        assert download_names(at) == ["Download faces over time (CSV)", "Download annotated video (MP4)"]
+        # A camera frame through the live view's processing, then frozen and handed to Predict.
+        at.switch_page("pages/live.py")
+        rerun(at)
+        at.session_state["live_session"].process(pasted([(segment_faces["happy"], 240, 150)]))
+        next(b for b in at.button if b.label == "Freeze").click()
+        rerun(at)
+        assert at.session_state["predict_faces"]
     finally:
         recorder.recording = False
-    assert download_names(at) == ["Download faces over time (CSV)", "Download annotated video (MP4)"]
     writes = [e for e in recorder.events if not is_allowed(e[1], allowed)]
     assert writes == [], f"the app wrote to disk while handling a video: {writes}"
     assert changed(before, snapshot(watched_dirs(temp_dir), allowed)) == []
