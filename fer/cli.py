@@ -1,4 +1,4 @@
-"""Command line: python -m fer train | evaluate | predict | video | card (run with -h for the options)."""
+"""Command line: python -m fer train | evaluate | predict (run with -h for the options)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from fer.config import CLASSES, DEFAULT_WEIGHTS
+from fer.config import DEFAULT_WEIGHTS
 from fer.errors import FerError
 
 TTA_HELP = (
@@ -81,6 +81,7 @@ def _predict(args) -> int:
 def _video(args) -> int:
     from tqdm import tqdm
 
+    from fer.config import CLASSES
     from fer.predict import Predictor, load_classifier
     from fer.video import check_fps, process_video, write_video_csv
 
