@@ -37,6 +37,13 @@ def test_video_upload_shows_the_timeline_and_the_downloads(page, server, segment
     wait_idle(page)
     snap(page, "video-upload")
     assert_no_exception(page, server)
+    # A click on a point of the timeline shows that moment's frame, annotated.
+    page.get_by_text("meeting.mp4 at 0.0 s").wait_for()
+    point = chart.locator("g.trace.scatter").first.locator("path.point").nth(25).bounding_box()  # the 26th: 5.0 s
+    page.mouse.click(point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)  # plotly's layer takes it
+    page.get_by_text("meeting.mp4 at 5.0 s").wait_for()
+    wait_idle(page)
+    assert_no_exception(page, server)
 
     with page.expect_download() as info:
         page.get_by_role("button", name="Download faces over time (CSV)").click()
