@@ -10,6 +10,8 @@ def pages() -> list:
     return [
         st.Page("pages/predict.py", title="Predict", icon=":material/photo_camera:", default=True),
         st.Page("pages/explain.py", title="Explain", icon=":material/visibility:"),
+        st.Page("pages/video.py", title="Video", icon=":material/movie:"),
+        st.Page("pages/live.py", title="Live camera", icon=":material/videocam:"),
         st.Page("pages/dataset.py", title="Dataset", icon=":material/grid_view:"),
         st.Page("pages/report.py", title="Model report", icon=":material/summarize:"),
     ]

@@ -11,6 +11,7 @@ _EXPORTS = {
     "DataError": "fer.errors",
     "FerError": "fer.errors",
     "ImageError": "fer.errors",
+    "VideoError": "fer.errors",
     "WeightsError": "fer.errors",
     "Detector": "fer.faces",
     "Classifier": "fer.predict",

@@ -40,6 +40,7 @@ from fer.recipe import reproduce_command
 
 INT8_CALIBRATION_FACES = 8192  # train faces the int8 activation ranges are observed on (docs/reliability.md)
 
+
 def preprocessing() -> str:
     """How a photo becomes the network's input, with the numbers read from where they are set."""
     return (
@@ -57,6 +58,7 @@ INTENDED_USE = (
     "saliency maps explain it. Not for decisions about people: not for hiring, policing, health, education or "
     "any assessment of a person's feelings."
 )
+
 
 def limitations(validation: dict | None) -> list[str]:
     """What the model cannot do, with the crowd's disagreement with FER2013's labels measured on validation."""

@@ -80,6 +80,64 @@ def _predict(args) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
+def _video(args) -> int:
+    from tqdm import tqdm
+
+    from fer.config import CLASSES
+    from fer.predict import Predictor, load_classifier
+    from fer.video import check_fps, process_video, write_video_csv
+
+    check_fps(args.fps)
+    outputs = [None] * len(args.videos)
+    if args.out:
+        out = Path(args.out)
+        if len(args.videos) > 1:  # several videos: --out is a folder, one annotated MP4 per video
+            if not out.is_dir():
+                raise FerError(f"With several videos, --out must be an existing folder; {out} is not one.")
+            outputs = [out / f"{Path(v).stem}-annotated.mp4" for v in args.videos]
+        elif out.is_dir():
+            outputs = [out / f"{Path(args.videos[0]).stem}-annotated.mp4"]
+        else:
+            outputs = [out]
+    for target in [args.csv, *outputs]:  # before the minutes of analysing, not after
+        if target and not Path(target).absolute().parent.is_dir():
+            raise FerError(f"Cannot write {target}: the folder {Path(target).absolute().parent} does not exist.")
+    predictor = Predictor(load_classifier(args.weights, tta=args.tta))
+    reports = []
+    for video, output in zip(args.videos, outputs):
+        # The bar shows only on a terminal (disable=None), in seconds of video, and is cleared when done.
+        with tqdm(unit="s", file=sys.stderr, disable=None, leave=False, desc=Path(video).name) as bar:
+
+            def progress(done: float, total: float | None) -> None:
+                bar.total = round(total, 1) if total else None
+                bar.update(round(done - bar.n, 1))
+
+            report = process_video(video, predictor, fps=args.fps, name=video, annotated=output, progress=progress)
+        reports.append(report)
+        if report.error and not report.frames:
+            print(f"{report.file}: ERROR {report.error}")
+            continue
+        info = report.info.describe() if report.info else ""
+        print(f"{report.file}: {info}; {len(report.frames)} frames analysed at {report.fps:g}/s")
+        for note in report.notes:
+            print(f"  note: {note}")
+        if report.error:
+            print(f"  ERROR {report.error}")
+        if not report.people:
+            print("  no face found")
+        for person in report.people:
+            shares = "  ".join(f"{name} {share:.0%}" for name, share in zip(CLASSES, person.shares))
+            print(
+                f"  person {person.person} ({person.first:.1f}-{person.last:.1f} s, {person.frames} frames): {shares}"
+            )
+        if output is not None and Path(output).is_file():
+            print(f"  wrote {output}")
+    if args.csv:
+        write_video_csv(reports, args.csv)
+        print(f"wrote {args.csv}")
+    return 1 if any(r.error for r in reports) else 0
+
+
 def _train(args) -> int:
     from fer.train import main as train_main
 
@@ -137,6 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--csv", metavar="OUT.csv", help="also write one row per face (file, face, box, label, probabilities) as CSV"
     )
     pr.set_defaults(handler=_predict)
+
+    vd = commands.add_parser("video", help="each person's expression over time in video files (MP4, WebM, MOV, AVI)")
+    vd.add_argument("videos", nargs="+", help="video files")
+    vd.add_argument("--fps", type=float, default=5.0, help="frames analysed per second of video (default 5)")
+    vd.add_argument(
+        "--csv", metavar="OUT.csv", help="write one row per face per analysed frame (time, person, box, probabilities)"
+    )
+    vd.add_argument(
+        "--out", metavar="OUT.mp4", help="write the annotated video (for several videos: a folder, one MP4 each)"
+    )
+    vd.add_argument("--weights", help="checkpoint (default: weights/fer_net.pt)")
+    vd.add_argument("--tta", action=argparse.BooleanOptionalAction, help=TTA_HELP)
+    vd.set_defaults(handler=_video)
 
     cd = commands.add_parser("card", help="ship a training run: copy its best weights and write the model card")
     cd.add_argument("--run", required=True, help="training output folder (holds best.pt)")

@@ -28,6 +28,9 @@ class Environment:
     app_torch_threads: int  # FER_APP_TORCH_THREADS: torch threads in the app (0: torch's default)
     warm_up: bool  # FER_NO_WARMUP=1 turns off the app's background model load (tests)
     allow_data_dir_setting: bool  # FER_ALLOW_DATA_DIR_SETTING=1 lets visitors type a dataset folder
+    # FER_ICE_SERVERS: the Live page's STUN/TURN servers as JSON (RTCIceServer dicts); none by default, which
+    # works on one machine (localhost) and a local network.
+    ice_servers: str = "[]"
 
 
 def environment() -> Environment:
@@ -40,4 +43,5 @@ def environment() -> Environment:
         app_torch_threads=int(env.get("FER_APP_TORCH_THREADS") or 1),
         warm_up=not env.get("FER_NO_WARMUP"),
         allow_data_dir_setting=env.get("FER_ALLOW_DATA_DIR_SETTING") == "1",
+        ice_servers=env.get("FER_ICE_SERVERS") or "[]",
     )

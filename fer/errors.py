@@ -19,6 +19,10 @@ class ImageError(FerError):
     """An input file is not a usable image (corrupt, unsupported, too large, ...)."""
 
 
+class VideoError(FerError):
+    """A video file cannot be read or analysed (not a video, too long, damaged, ...)."""
+
+
 class WeightsError(FerError):
     """A weights file is missing, corrupt, tampered with or not a fer checkpoint."""
 

@@ -268,3 +268,97 @@ def cat_face(half: int = 120, dx: int = 20, dy: int = 20) -> Image.Image:
 
     cx, cy = 225 + dx, 115 + dy  # about the middle of the cat's face
     return Image.fromarray(skimage.data.chelsea()[max(0, cy - half) : cy + half, max(0, cx - half) : cx + half])
+
+
+def make_clip(
+    frames,
+    fps: float = 10,
+    fmt: str = "mp4",
+    codec: str = "libx264",
+    times=None,
+    rotation: int = 0,
+    audio: bool = False,
+    size: tuple[int, int] | None = None,
+) -> bytes:
+    """Encode RGB uint8 frames into a video in memory (PyAV). `times`: each frame's seconds (a variable
+    frame rate); `rotation`: a display-matrix rotation tag (degrees counter-clockwise); `audio`: add a
+    silent sound track; `size` (width, height): add the video track before any frame (so a clip of no
+    frames still has one). Frames are given as an iterable, so a long clip is never all in memory."""
+    from fractions import Fraction
+
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=fmt) as container:
+        stream = None
+        if size is not None:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+            stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        sound = container.add_stream("aac", rate=16000) if audio else None
+        for i, frame in enumerate(frames):
+            if stream is None:
+                stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+                stream.height, stream.width = frame.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                if times is not None:
+                    stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+                if rotation:
+                    stream.set_display_rotation(rotation)
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            if times is not None:
+                picture.pts, picture.time_base = round(times[i] * 1000), Fraction(1, 1000)
+            for packet in stream.encode(picture):
+                container.mux(packet)
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
+        if sound is not None:
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 16000, 0
+            for packet in [*sound.encode(samples), *sound.encode()]:
+                container.mux(packet)
+    return buffer.getvalue()
+
+
+CLIP_SIZE = (640, 480)
+CLIP_FACE_SIDE = 160
+
+
+@pytest.fixture(scope="session")
+def segment_faces(validation, predictor) -> dict[str, np.ndarray]:
+    """A validation face of happy, surprise and neutral that the photo pipeline finds and labels right
+    when pasted alone on a 640x480 frame: the video must give the same labels frame after frame."""
+    from fer.images import LoadedImage
+
+    chosen = {}
+    for name in ("happy", "surprise", "neutral"):
+        for i in np.flatnonzero(validation.labels == CLASSES.index(name))[:100]:
+            photo, _ = make_photo([validation.images[i]], size=CLIP_SIZE, face_side=CLIP_FACE_SIDE)
+            result = predictor.predict_loaded(LoadedImage(photo, "PNG"), "face")
+            if len(result.faces) == 1 and result.faces[0].label == name and result.faces[0].confidence > 0.8:
+                chosen[name] = validation.images[i]
+                break
+    assert len(chosen) == 3, f"no clearly {set(CLASSES) - set(chosen)} face among the first 100"
+    return chosen
+
+
+def pasted(faces_at: list[tuple[np.ndarray, int, int]], size=CLIP_SIZE, side=CLIP_FACE_SIDE) -> np.ndarray:
+    """A frame: a smooth background with each 48x48 face enlarged to `side` at (x, y)."""
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    frame = Image.fromarray((90 + 60 * xx / width + 30 * yy / height).astype(np.uint8)).convert("RGB")
+    for face, x, y in faces_at:
+        frame.paste(Image.fromarray(face).resize((side, side), Image.Resampling.BICUBIC).convert("RGB"), (x, y))
+    return np.asarray(frame)
+
+
+def segments_clip(faces: dict[str, np.ndarray], seconds: int = 4, fps: int = 10) -> bytes:
+    """happy for `seconds`, then surprise, then neutral: one person drifting slowly across the frame."""
+
+    def frames():
+        for k, name in enumerate(("happy", "surprise", "neutral")):
+            for i in range(seconds * fps):
+                t = k * seconds * fps + i
+                yield pasted([(faces[name], 200 + t, 140 + (t % 7))])
+
+    return make_clip(frames(), fps=fps)
