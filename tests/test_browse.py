@@ -1,4 +1,5 @@
-"""app.browse: split predictions (cached), verdict filters, confusion cells and duplicate flags on real data."""
+"""fer.browse: split predictions (cached, and shipped for validation), verdict filters, confusion cells and
+duplicate flags on real data."""
 
 import shutil
 
@@ -164,3 +165,30 @@ def test_the_memory_cache_keeps_only_the_latest_splits(classifier, val_subset, c
     assert len(browse._memory) == browse.MEMORY_ENTRIES
     # The oldest is gone from memory but still on disk.
     assert browse.cached_predictions(classifier, splits[0]) is not None
+
+
+@pytest.mark.slow
+def test_shipped_predictions_are_found_after_the_cache_and_nothing_is_scored(
+    classifier, val_subset, cache_folder, tmp_path, monkeypatch
+):
+    shipped = tmp_path / "shipped"
+    file = browse.ship_predictions(classifier, val_subset, shipped)
+    expected = np.load(file)
+    browse.clear_memory_cache()
+    monkeypatch.setattr(browse, "SHIPPED_DIR", shipped)
+    with monkeypatch.context() as patch:
+        patch.setattr(browse, "score_faces", lambda *a, **k: pytest.fail("scored although predictions were shipped"))
+        np.testing.assert_array_equal(browse.split_predictions(classifier, val_subset), expected)
+    assert not list(cache_folder.glob("*.npy"))  # read from where it ships; nothing written
+    # Shipping again (new weights) replaces the old file rather than piling files up.
+    browse.ship_predictions(classifier.with_tta(not classifier.tta), val_subset, shipped)
+    assert len(list(shipped.glob("probs-*.npy"))) == 1
+
+
+@pytest.mark.slow
+def test_the_shipped_weights_ship_their_validation_predictions(classifier, validation, cache_folder, monkeypatch):
+    # The Dataset page's first visit on validation computes nothing: `fer card` shipped these (weights/predictions/).
+    monkeypatch.setattr(browse, "score_faces", lambda *a, **k: pytest.fail("the shipped predictions were not found"))
+    probs = browse.split_predictions(classifier, validation)
+    assert probs.shape == (len(validation), len(CLASSES))
+    np.testing.assert_allclose(probs[:64], classifier.predict_proba(validation.images[:64]), atol=1e-5)
