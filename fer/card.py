@@ -206,6 +206,8 @@ def training_card(summary: dict, command: str | None, meta: dict) -> dict:
         init_path = Path(init) if Path(init).is_absolute() else PROJECT_ROOT / init
         init_card = init_path.with_suffix(".json")
         training["init"] = {"file": init, "sha256": summary.get("init_sha256")}
+        if summary.get("init_note"):
+            training["init"]["note"] = summary["init_note"]
         if init_card.is_file():
             parent = json.loads(init_card.read_text())
             if parent.get("weights_sha256") == summary.get("init_sha256"):

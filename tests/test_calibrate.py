@@ -35,16 +35,23 @@ def test_temperature_undoes_a_known_overconfidence(validation_outputs, validatio
 def test_cross_fitted_calibration_scores_each_half_with_the_other_halfs_temperature(
     validation_outputs, validation, card
 ):
-    """The model card's calibration numbers, re-derived from the served model's validation logits."""
+    """The model card's calibration numbers, re-derived from the served model's validation logits: the
+    temperature fitted to the crowd's vote shares, ECE against the crowd's label."""
     logits, _ = validation_outputs
-    report = cross_fitted_calibration(logits, validation.labels)
+    votes = data.load_votes(data.find_votes_file(data.find_data_dir()))
+    crowd, _ = data.crowd_labels(validation, votes)
+    shares, _ = data.crowd_distribution(validation, votes)
+    report = cross_fitted_calibration(logits, crowd, shares)
     stored = card["calibration"]
+    assert stored["target"] == report["target"] == "crowd_vote_shares"
     assert [f["n_fit"] + f["n_scored"] for f in report["folds"]] == [len(validation)] * 2
     # int8 kernels differ a little between CPUs (AVX2, AVX-512 VNNI), which moves an ECE by about 0.001.
     for fold, stored_fold in zip(report["folds"], stored["folds"], strict=True):
         assert fold["temperature"] == pytest.approx(stored_fold["temperature"], rel=2e-3)
         assert fold["ece_after"] == pytest.approx(stored_fold["ece_after"], abs=0.0015)
+        assert fold["tv_after"] == pytest.approx(stored_fold["tv_after"], abs=0.001)
     assert report["ece_after"] == pytest.approx(stored["ece_after"], abs=0.0015)
+    assert report["tv_after"] == pytest.approx(stored["tv_after"], abs=0.001)
     assert report["temperature"] == pytest.approx(stored["temperature"], rel=2e-3)
 
 

@@ -36,17 +36,25 @@ def test_card_ships_a_run_with_its_sha256_recipe_and_metrics(tiny_run, tiny_data
     assert card["training"]["command"] == "python -m fer train --epochs 1"
     # Today's command for the same run: the tiny run's options that differ from the recipe.
     assert card["training"]["reproduce"] == (
-        "python -m fer train --out runs/final --epochs 1 --batch-size 32 --widths 16 16 24 32 --depths 1 1 1 1 --no-bf16"
+        "python -m fer train --out runs/final --init none --epochs 1 --batch-size 32 --widths 16 16 24 32 "
+        "--depths 1 1 1 1"
     )
+    assert "init" not in card["training"]  # a random start: no weights to name
     assert card["architecture"]["config"]["widths"] == [16, 16, 24, 32]
     assert {"validation", "test"} <= set(card["metrics"]) and "metrics_one_view" not in card
     validation = card["metrics"]["validation"]
-    assert validation["n"] == 100 and validation["tta"] is False
+    assert validation["n"] == 100 and validation["tta"] is False and validation["headline"] == "crowd"
+    # The probabilities are calibrated to the crowd's vote shares (the votes file sits beside the tiny dataset).
+    assert card["calibration"]["target"] == "crowd_vote_shares" and "tv_after" in card["calibration"]
+    # The validation predictions as served ship beside the weights, for the Dataset page's first visit.
+    (shipped,) = (tmp_path / "predictions").glob("probs-*.npy")
+    assert np.load(shipped).shape == (100, 4)
     classifier = load_classifier(weights)  # sha256-checked against the card beside it
     assert classifier.tta is False and classifier.temperature == pytest.approx(card["temperature"])
     assert served_with_tta(weights) is False  # what the app's switch starts at, read without building the model
     report, _, _, _ = evaluate_folder(tiny_dataset, "validation", weights)
-    assert report["accuracy"] == pytest.approx(validation["accuracy"])
+    assert report["crowd"]["accuracy"] == pytest.approx(validation["crowd"]["accuracy"])
+    assert report["folder"]["accuracy"] == pytest.approx(validation["folder"]["accuracy"])
 
 
 def test_weights_shipped_with_tta_are_served_with_it_unless_turned_off(tiny_run, tiny_dataset, tmp_path, capsys):
@@ -73,7 +81,8 @@ def test_weights_shipped_with_tta_are_served_with_it_unless_turned_off(tiny_run,
         args = ["evaluate", "--data", str(tiny_dataset), "--split", "validation", "--weights", str(weights)]
         assert cli([*args, "--json", str(out), *flag]) == 0
         report = json.loads(out.read_text())
-        assert report["tta"] is (flag == []) and report["accuracy"] == pytest.approx(expected["validation"]["accuracy"])
+        stored = expected["validation"]["crowd"]["accuracy"]
+        assert report["tta"] is (flag == []) and report["crowd"]["accuracy"] == pytest.approx(stored)
     capsys.readouterr()
 
 
@@ -84,3 +93,21 @@ def test_card_refuses_a_folder_that_is_not_a_training_run(tiny_run, tiny_dataset
     assert cli([*args, "--data", str(tiny_dataset)]) == 2
     assert "no training history" in capsys.readouterr().err
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_fine_tuned_run_names_the_weights_it_started_from_and_their_card(tiny_run, tiny_dataset, tmp_path):
+    start = tmp_path / "start.pt"
+    start.write_bytes((tiny_run / "best.pt").read_bytes())
+    parent = {"weights_sha256": sha256_of(start), "training": {"train_time_s": 100.0, "recipe": {"epochs": 1}}}
+    (tmp_path / "start.json").write_text(json.dumps(parent))  # the starting weights' own card, beside them
+    tuned = tmp_path / "tuned"
+    train(tiny_args(tiny_dataset, tuned, "--epochs", "1", "--init", str(start), "--train-layers", "head"))
+    card, _ = ship(tuned, tiny_dataset, tmp_path / "shipped")
+    init = card["training"]["init"]
+    assert init["file"] == str(start) and init["sha256"] == sha256_of(start) and init["card"] == parent
+    assert card["training"]["total_train_time_s"] == pytest.approx(100.0 + card["training"]["train_time_s"], abs=0.1)
+    assert "--train-layers head" in card["training"]["reproduce"]
+    # Other weights under the same name: the card does not claim the stored card describes them.
+    (tmp_path / "start.json").write_text(json.dumps({**parent, "weights_sha256": "0" * 64}))
+    card, _ = ship(tuned, tiny_dataset, tmp_path / "again")
+    assert "card" not in card["training"]["init"] and "total_train_time_s" not in card["training"]
