@@ -12,6 +12,7 @@ from conftest import cat_face, encode, make_photo
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app import navigation
 from app.results import in_reading_order
 from fer import data
 from fer.batch import predict_batch
@@ -22,12 +23,12 @@ from fer.record import PROB_COLUMNS
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 
 NAVIGATION_NOTE = "Four expressions: happy, sad, surprise, neutral. A demo, not for decisions about people."
-PAGES = ["pages/predict.py", "pages/explain.py", "pages/dataset.py", "pages/report.py"]
+PAGES = [navigation.PREDICT, navigation.EXPLAIN, navigation.DATASET, navigation.REPORT]
 TITLES = {
-    "pages/predict.py": "Predict emotions in a photo",
-    "pages/explain.py": "Explain a prediction",
-    "pages/dataset.py": "Dataset explorer",
-    "pages/report.py": "Model report",
+    navigation.PREDICT: "Predict emotions in a photo",
+    navigation.EXPLAIN: "Explain a prediction",
+    navigation.DATASET: "Dataset explorer",
+    navigation.REPORT: "Model report",
 }
 
 
@@ -66,7 +67,7 @@ def open_app(page: str | None = None) -> AppTest:
         at.switch_page(page)
         at.run()
     assert not at.exception, [e.message for e in at.exception]
-    # Drawn by streamlit_app.py: the page ran through the app's navigation, not Streamlit's pages/ mode.
+    # Drawn by streamlit_app.py: the page ran inside the app's navigation.
     assert NAVIGATION_NOTE in texts(at.sidebar.caption)
     return at
 
@@ -97,7 +98,7 @@ def test_every_page_renders_without_a_dataset(no_dataset, page):
 
 
 def test_dataset_page_without_a_dataset_shows_the_stored_results_and_how_to_add_one(no_dataset):
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     assert any("FER_DATA_DIR" in text for text in texts(at.info))
     assert "Stored results" in texts(at.header)
     assert [m.label for m in at.metric][:2] == ["Images", "Accuracy"]
@@ -109,7 +110,7 @@ def test_dataset_page_without_a_dataset_shows_the_stored_results_and_how_to_add_
 def test_dataset_page_with_an_empty_dataset_folder(monkeypatch, tmp_path):
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "empty"))
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     (location,) = at.expander
     assert location.label == "Dataset location"
     assert any("No happy/sad/surprise/neutral image folders" in t.replace("\\", "") for t in texts(location.markdown))
@@ -144,7 +145,7 @@ def test_the_server_keeps_every_upload_it_accepts_in_memory(no_dataset):
 
 def test_predict_page_starts_with_a_helpful_empty_state(no_dataset):
     at = open_app()
-    assert texts(at.title) == [TITLES["pages/predict.py"]]
+    assert texts(at.title) == [TITLES[navigation.PREDICT]]
     assert any("sample photo" in text for text in texts(at.info))
     assert at.radio(key="predict_source").options == ["Upload photos", "Take a photo", "Try a sample photo"]
     assert at.file_uploader(key="uploads").accept_multiple_files
@@ -468,29 +469,29 @@ def test_photos_and_page_settings_survive_a_visit_to_another_page(no_dataset, ph
     photo, _ = photo_with_faces
     at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
     assert "3 faces found" in texts(at.subheader)
-    at.switch_page("pages/explain.py")
+    at.switch_page(navigation.EXPLAIN)
     rerun(at)
     at.selectbox(key="explain_predict_face").set_value(2)
     at.selectbox(key="explain_target").set_value("sad")
     rerun(at)
-    at.switch_page("pages/predict.py")
+    at.switch_page(navigation.PREDICT)
     rerun(at)
     # Streamlit emptied the upload widget; the page shows the same photo again, from memory, and says so.
     assert not at.file_uploader(key="uploads").value
     assert "3 faces found" in texts(at.subheader)
     assert any("you gave earlier" in text for text in texts(at.caption))
-    at.switch_page("pages/explain.py")
+    at.switch_page(navigation.EXPLAIN)
     rerun(at)
     assert at.selectbox(key="explain_predict_face").value == 2 and at.selectbox(key="explain_target").value == "sad"
     assert texts(at.subheader)[0].replace("\\", "") == "group.jpg, face 3"
     # Clearing the kept photo clears its results, and the Explain page no longer offers its faces.
-    at.switch_page("pages/predict.py")
+    at.switch_page(navigation.PREDICT)
     rerun(at)
     at.button(key="clear-Upload photos").click()
     rerun(at)
     assert "3 faces found" not in texts(at.subheader)
     assert any("Upload one or more photos" in text for text in texts(at.info))
-    at.switch_page("pages/explain.py")
+    at.switch_page(navigation.EXPLAIN)
     rerun(at)
     assert "Faces from the Predict page" not in at.radio(key="explain_source").options
 
@@ -511,7 +512,7 @@ def test_explain_shows_every_method_with_a_finite_faithfulness_score(no_dataset,
 
     photo, _ = photo_with_faces
     at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
-    at.switch_page("pages/explain.py")
+    at.switch_page(navigation.EXPLAIN)
     rerun(at)
     assert at.radio(key="explain_source").value == "Faces from the Predict page"
     assert len(at.selectbox(key="explain_predict_face").options) == 3
@@ -556,7 +557,7 @@ def explain_verdict(at: AppTest) -> tuple[bool, dict]:
 
 def test_explain_an_upload_without_a_face_explains_the_whole_image(no_dataset):
     wall = encode(Image.new("RGB", (320, 240), (120, 140, 160)))
-    at = open_app("pages/explain.py")
+    at = open_app(navigation.EXPLAIN)
     at.radio(key="explain_source").set_value("Upload a photo")
     rerun(at)
     at.file_uploader(key="explain_upload").set_value(("wall.jpg", wall, "image/jpeg"))
@@ -578,7 +579,7 @@ def test_the_mirror_switch_also_sets_the_explain_pages_probabilities(no_dataset,
     first, switched = readings(served), readings(not served)
     # A face whose shown reading differs with the mirror image (so the check below can fail).
     number = next(i for i, (before, after) in enumerate(zip(first, switched)) if before != after)
-    at = open_app("pages/explain.py")
+    at = open_app(navigation.EXPLAIN)
     at.radio(key="explain_source").set_value("Upload a photo")
     rerun(at)
     at.file_uploader(key="explain_upload").set_value(("group.jpg", jpeg, "image/jpeg"))
@@ -595,7 +596,7 @@ def test_the_mirror_switch_also_sets_the_explain_pages_probabilities(no_dataset,
 
 def explain_dataset_face(true_class: str, number: int) -> AppTest:
     """The Explain page on the `number`-th validation image of `true_class` (1-based)."""
-    at = open_app("pages/explain.py")
+    at = open_app(navigation.EXPLAIN)
     at.radio(key="explain_source").set_value("A dataset image")
     rerun(at)
     at.selectbox(key="explain_class").set_value(true_class)
@@ -647,7 +648,7 @@ def test_explain_shows_the_evidence_for_each_class(with_dataset, tiny_validation
 
 
 def test_the_dataset_folder_can_be_set_in_the_page_where_allowed(no_dataset, folder_setting_allowed, tiny_dataset):
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     assert "Stored results" in texts(at.header)
     at.text_input(key="data_dir").input(str(tiny_dataset))
     rerun(at)
@@ -656,7 +657,7 @@ def test_the_dataset_folder_can_be_set_in_the_page_where_allowed(no_dataset, fol
 
 
 def test_without_the_permission_a_folder_setting_is_ignored(no_dataset, tiny_dataset):
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     at.session_state["data_dir"] = str(tiny_dataset)  # as a crafted client or an old session might hold it
     rerun(at)
     assert "Stored results" in texts(at.header)
@@ -664,7 +665,7 @@ def test_without_the_permission_a_folder_setting_is_ignored(no_dataset, tiny_dat
 
 
 def test_the_dataset_page_names_the_folder_not_the_server_path(with_dataset):
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     shown = " ".join(texts(at.caption) + texts(at.markdown) + texts(at.info)).replace("\\", "")
     assert f"{with_dataset.name}/validation: " in shown
     assert str(with_dataset) not in shown
@@ -695,7 +696,7 @@ def test_dataset_page_scores_the_split_against_the_crowd_then_the_folder_labels(
     crowd, _ = tiny_crowd
     labelled = crowd >= 0
     assert 0 < (~labelled).sum() < len(faces)  # the tiny split has faces without a crowd label
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     assert at.radio(key="ds_split").value == "validation" and at.radio(key="ds_truth").value == "crowd"
     metrics = {m.label: m.value for m in at.metric}
     expected = compute_metrics(crowd[labelled], probs[labelled])
@@ -717,7 +718,7 @@ def test_dataset_page_scores_the_split_against_the_crowd_then_the_folder_labels(
 def test_each_listed_face_shows_the_crowds_ten_votes(with_dataset, tiny_validation, tiny_crowd):
     faces, _ = tiny_validation
     _, counts = tiny_crowd
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     table = images_table(at)
     assert table["crowd votes"].tolist() == [data.vote_summary(c) for c in counts]
     first = counts[0]  # validation/happy/<first file>: its row of ferplus_votes.csv, in words
@@ -739,7 +740,7 @@ def test_flagged_duplicates_can_be_listed_alone(monkeypatch, tiny_dataset, tmp_p
     validation = splits["validation"]
     expected = [k for k, h in zip(validation.keys, validation.pixel_hashes, strict=True) if copies[h] > 1]
     assert "validation/happy/twin.jpg" in expected
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     assert {m.label: m.value for m in at.metric}["Flagged images"] == str(len(expected))
     at.toggle(key="ds_flagged").set_value(True)
     rerun(at)
@@ -753,7 +754,7 @@ def test_flagged_duplicates_can_be_listed_alone(monkeypatch, tiny_dataset, tmp_p
 def test_choosing_a_confusion_cell_shows_exactly_its_images(with_dataset, tiny_validation, tiny_crowd, true, predicted):
     faces, probs = tiny_validation
     crowd, _ = tiny_crowd
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     at.selectbox(key="ds_true").set_value(true)
     at.selectbox(key="ds_pred").set_value(predicted)
     rerun(at)
@@ -771,14 +772,14 @@ def test_choosing_a_confusion_cell_shows_exactly_its_images(with_dataset, tiny_v
 
 
 def test_dataset_filters_survive_a_visit_to_another_page(with_dataset, tiny_validation):
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     at.selectbox(key="ds_true").set_value("sad")
     at.selectbox(key="ds_verdict").set_value("wrong")
     rerun(at)
     shown = images_table(at)["image"].tolist()
-    at.switch_page("pages/report.py")
+    at.switch_page(navigation.REPORT)
     rerun(at)
-    at.switch_page("pages/dataset.py")
+    at.switch_page(navigation.DATASET)
     rerun(at)
     assert at.selectbox(key="ds_true").value == "sad" and at.selectbox(key="ds_verdict").value == "wrong"
     assert images_table(at)["image"].tolist() == shown
@@ -789,7 +790,7 @@ def test_the_mirror_switch_also_sets_the_dataset_pages_predictions(
 ):
     faces, _ = tiny_validation
     crowd, _ = tiny_crowd
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     served = at.toggle(key="tta").value
     assert served is classifier.tta
     for tta in (served, not served):
@@ -806,7 +807,7 @@ def test_the_mirror_switch_also_sets_the_dataset_pages_predictions(
 def test_most_confident_mistakes_come_first_and_grad_cam_on_demand(with_dataset, tiny_validation, tiny_crowd):
     faces, probs = tiny_validation
     crowd, _ = tiny_crowd
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     at.selectbox(key="ds_verdict").set_value("most confident mistakes")
     at.toggle(key="ds_cams").set_value(True)
     rerun(at)
@@ -824,7 +825,7 @@ def test_report_page_shows_headline_numbers_and_offers_the_html_export(no_datase
     from fer.checkpoint import read_card
 
     card = read_card()
-    at = open_app("pages/report.py")
+    at = open_app(navigation.REPORT)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Validation accuracy"] == f"{card['metrics']['validation']['accuracy']:.1%}"
     assert "Model size" in metrics
@@ -854,7 +855,7 @@ def test_report_page_with_a_minimal_model_card(no_dataset, monkeypatch):
     from app import state
 
     monkeypatch.setattr(state, "card", lambda: {"name": "FerNet", "classes": list(CLASSES)})
-    at = open_app("pages/report.py")
+    at = open_app(navigation.REPORT)
     assert texts(at.header) == ["Calibration"]
     assert [b.label for b in at.download_button] == ["Download the report (HTML)"]
 

@@ -18,13 +18,14 @@ from conftest import encode, face_grid, iou, make_photo
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app import navigation
 from app.results import in_reading_order
 from fer.images import MIN_SIDE
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 
 NO_FACE_WARNING = "The face detector found no face in this photo"
-MAX_FACE_CARDS = 12  # pages/predict.py shows a card for the first 12 faces; every face is in the downloads
+MAX_FACE_CARDS = 12  # app/pages/predict.py shows a card for the first 12 faces; every face is in the downloads
 
 
 @pytest.fixture(autouse=True)
@@ -325,7 +326,7 @@ def test_unsupported_format_by_its_real_name_gets_a_clear_message(group, name, d
 
 @pytest.mark.parametrize("name,data", [("drawing.svg", SVG), ("IMG_0001.heic", heic_like_bytes())], ids=["svg", "heic"])
 def test_explain_page_takes_any_file_and_says_what_is_wrong(name, data):
-    at = open_app("pages/explain.py")
+    at = open_app(navigation.EXPLAIN)
     at.radio(key="explain_source").set_value("Upload a photo")
     at.run()
     at.file_uploader(key="explain_upload").set_value((name, data, mime_of(name)))
@@ -359,7 +360,7 @@ def test_camera_input_with_bad_bytes_gets_a_clear_error(bad_files, detectable_fa
 @pytest.mark.parametrize("name", ["notes.jpg", "bomb.png", "dot.png", "drawing.png"])
 def test_explain_page_upload_gets_a_clear_error(bad_files, group, name):
     data, message = bad_files[name]
-    at = open_app("pages/explain.py")
+    at = open_app(navigation.EXPLAIN)
     at.radio(key="explain_source").set_value("Upload a photo")
     at.run()
     at.file_uploader(key="explain_upload").set_value((name, data, mime_of(name)))
@@ -392,7 +393,7 @@ NOT_FOUND = "Dataset folder not found: {} (from {})."
 def test_dataset_folder_setting_with_bad_paths(monkeypatch, tmp_path, folder, message):
     monkeypatch.setenv("FER_ALLOW_DATA_DIR_SETTING", "1")  # the field is shown only where the operator allows it
     no_dataset = NOT_FOUND.format(tmp_path / "no-dataset", "FER_DATA_DIR")  # the isolated fixture's FER_DATA_DIR
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     at.text_input(key="data_dir").set_value(folder)
     at.run()
     assert_survived(at)

@@ -10,6 +10,7 @@ import pytest
 from conftest import make_clip, pasted, segments_clip
 from streamlit.testing.v1 import AppTest
 
+from app import navigation
 from fer.config import CLASSES
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end
@@ -55,14 +56,14 @@ def download_names(at: AppTest) -> list[str]:
 
 
 def test_video_page_starts_with_a_prompt():
-    at = open_page("pages/video.py")
+    at = open_page(navigation.VIDEO)
     assert texts(at.title) == ["Expressions over time in a video"]
     assert any("Upload an MP4, WebM, MOV or AVI video" in t for t in texts(at.info))
     assert not at.error
 
 
 def test_an_uploaded_video_gives_the_summary_timeline_moment_and_downloads(segment_faces, predictor):
-    at = open_page("pages/video.py")
+    at = open_page(navigation.VIDEO)
     upload(at, "meeting.mp4", segments_clip(segment_faces, seconds=2))
     assert any("meeting.mp4: MP4/MOV h264, 640x480, 6.0 s" in t for t in texts(at.caption))
     at.button(key="video_start").click()
@@ -94,7 +95,7 @@ def report_csv(report) -> str:
 
 
 def test_a_bad_video_gets_its_message_and_the_page_keeps_working(segment_faces):
-    at = open_page("pages/video.py")
+    at = open_page(navigation.VIDEO)
     upload(at, "notes.mp4", b"Meeting notes, not a video.\n" * 10)
     assert any("notes.mp4 is a text file, not a video" in t for t in texts(at.error))
     upload(at, "sound.mp4", make_clip([], audio=True))
@@ -104,7 +105,7 @@ def test_a_bad_video_gets_its_message_and_the_page_keeps_working(segment_faces):
 
 
 def test_live_page_shows_the_camera_settings_and_the_snapshot_fallback():
-    at = open_page("pages/live.py")
+    at = open_page(navigation.LIVE)
     assert texts(at.title) == ["Live camera"]
     assert at.slider(key="live_smoothing").value == pytest.approx(0.6)
     assert any("Take a photo" in t for t in texts(at.caption))
@@ -115,7 +116,7 @@ def test_live_page_shows_the_camera_settings_and_the_snapshot_fallback():
 
 
 def test_freeze_hands_the_frame_to_predict_and_explain(segment_faces):
-    at = open_page("pages/live.py")
+    at = open_page(navigation.LIVE)
     session = at.session_state["live_session"]
     frame = pasted([(segment_faces["happy"], 240, 150)])
     drawn = session.process(frame)
@@ -126,7 +127,7 @@ def test_freeze_hands_the_frame_to_predict_and_explain(segment_faces):
     assert any(t.startswith("**Person 1**: happy") for t in texts(at.markdown))
     faces = at.session_state["predict_faces"]
     assert len(faces) == 1 and faces[0]["face"].shape == (48, 48)
-    at.switch_page("pages/predict.py")
+    at.switch_page(navigation.PREDICT)
     rerun(at)
     assert "1 face found" in texts(at.subheader)
     assert any(t.startswith("Face 1: happy") for t in texts(at.subheader))
@@ -150,7 +151,7 @@ def test_an_uploaded_video_never_touches_the_disk(monkeypatch, tmp_path, segment
     monkeypatch.setenv("TMPDIR", str(temp_dir))
     allowed = [browse.cache_dir().resolve()]
     recorder = WriteRecorder.get()
-    at = open_page("pages/video.py")
+    at = open_page(navigation.VIDEO)
     clip = segments_clip(segment_faces, seconds=1)
     before = snapshot(watched_dirs(temp_dir), allowed)
     recorder.events.clear()
@@ -163,7 +164,7 @@ def test_an_uploaded_video_never_touches_the_disk(monkeypatch, tmp_path, segment
         rerun(at)
         assert download_names(at) == ["Download faces over time (CSV)", "Download annotated video (MP4)"]
         # A camera frame through the live view's processing, then frozen and handed to Predict.
-        at.switch_page("pages/live.py")
+        at.switch_page(navigation.LIVE)
         rerun(at)
         at.session_state["live_session"].process(pasted([(segment_faces["happy"], 240, 150)]))
         next(b for b in at.button if b.label == "Freeze").click()

@@ -25,6 +25,7 @@ import pytest
 from conftest import encode, make_photo
 from e2e.footprint import WRITE_FLAGS, changed, is_allowed, mentions, phone_sized_png, snapshot, watched_dirs
 
+from app import navigation
 from fer import browse
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
@@ -113,7 +114,7 @@ def test_app_keeps_uploads_and_camera_photos_in_memory(
         at.run()
         assert not at.exception, [e.message for e in at.exception]
         assert "1 face found" in [s.value for s in at.subheader]
-        at.switch_page("pages/explain.py")
+        at.switch_page(navigation.EXPLAIN)
         at.run()
         assert not at.exception, [e.message for e in at.exception]
         assert "Faithfulness compared" in [s.value for s in at.subheader]

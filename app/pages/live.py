@@ -4,13 +4,9 @@ Frames go from the browser to this server over WebRTC and back with labels; they
 stream's state, smoothing and Freeze live in app/video.py.
 """
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import streamlit as st
 
-from app import video, widgets
+from app import navigation, video, widgets
 
 widgets.keep("live_smoothing")
 
@@ -71,9 +67,9 @@ def frozen() -> None:
     for face in result.faces:
         st.markdown(f"**Person {face.person}**: {face.label} ({face.confidence:.0%})")
     with st.container(horizontal=True):
-        st.page_link("pages/predict.py", label="Open it on the Predict page", icon=":material/photo_camera:")
+        st.page_link(navigation.PREDICT, label="Open it on the Predict page", icon=":material/photo_camera:")
         if result.faces:
-            st.page_link("pages/explain.py", label="Explain its faces", icon=":material/visibility:")
+            st.page_link(navigation.EXPLAIN, label="Explain its faces", icon=":material/visibility:")
 
 
 def render() -> None:

@@ -1,9 +1,5 @@
 """Explain: one face, every saliency method side by side, each with a faithfulness score, and one map per class."""
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import numpy as np
 import streamlit as st
 

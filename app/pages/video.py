@@ -3,10 +3,6 @@
 The upload stays in memory; analysis, results and charts come from app/video.py.
 """
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import streamlit as st
 
 from app import video, widgets

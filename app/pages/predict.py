@@ -4,10 +4,6 @@ Every upload, one photo or many or .zip archives of photos, goes through fer.bat
 bar; several photos give a gallery, one table of every face and one CSV. All of it stays in memory.
 """
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 from functools import partial
 from typing import NamedTuple
 

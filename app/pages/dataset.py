@@ -1,9 +1,5 @@
 """Dataset: browse a split through the model's eyes, dig into the confusion matrix, spot bad labels."""
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import numpy as np
 import streamlit as st
 

@@ -1,9 +1,5 @@
 """Model report: what the shipped model does, how well, where it fails, and the data it learnt from."""
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import streamlit as st
 
 from app import state, widgets
