@@ -859,7 +859,7 @@ class _Discard(Exception):
 
 def csv_rows(reports: Iterable[VideoReport]) -> Iterator[list[str]]:
     """One row per face per sampled frame; a video with an error gets a row saying so."""
-    from fer.batch import safe_csv_cell
+    from fer.record import safe_csv_cell
 
     for report in reports:
         for frame in report.frames:
