@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app.navigation import pages
+from fer.config import CLASSES
 
 # First, before anything heavy is imported: the menu shows at once.
 st.set_page_config(page_title="Facial emotion recognition", page_icon="🙂", layout="wide")
@@ -11,7 +12,7 @@ navigation = st.navigation(PAGES, position="hidden")
 with st.sidebar:
     for page in PAGES:
         st.page_link(page)
-    st.caption("Four expressions: happy, sad, surprise, neutral. A demo, not for decisions about people.")
+    st.caption(f"Knows {len(CLASSES)} expressions: {', '.join(CLASSES)}. A demo, not for decisions about people.")
 
 from app import setup, state, widgets  # noqa: E402  (after the menu is drawn)
 

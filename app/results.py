@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
-from app.plots import CLASS_COLORS
+from fer.config import CLASS_COLORS
 from fer.faces import reading_order
 from fer.predict import FaceResult, PhotoResult
 from fer.record import FLAT_COLUMNS, PROB_COLUMNS, flat_rows

@@ -219,7 +219,9 @@ def data_root() -> tuple[Path | None, str | None]:
     except DataError as error:
         return None, str(error)
     if not _has_images(root):
-        return None, f"No happy/sad/surprise/neutral image folders under {root}."
+        from fer.config import CLASSES
+
+        return None, f"No {'/'.join(CLASSES)} image folders under {root}."
     return root, None
 
 

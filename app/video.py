@@ -18,9 +18,8 @@ import numpy as np
 import streamlit as st
 
 from app import session, state
-from app.plots import CLASS_COLORS
 from app.session import FaceToExplain, Key
-from fer.config import CLASSES, environment
+from fer.config import CLASS_COLORS, CLASSES, environment
 from fer.errors import FerError
 
 MAX_TIMELINES = 6  # people with a timeline chart; every person is in the table and the CSV

@@ -40,7 +40,7 @@ TITLES = {  # each page's st.title
     "Expressions over time in a video": "/video",
     "Live camera": "/live",
 }
-CAPTION = "Four expressions"  # streamlit_app.py's sidebar caption: the frame ran
+CAPTION = "A demo, not for decisions about people"  # streamlit_app.py's sidebar caption: the app ran
 
 # Runs in the page before Streamlit's own code: logs [ms since epoch, links, titles, caption shown] on
 # every change of the navigation links (sidebar, top bar) or of the page title.

@@ -23,7 +23,7 @@ from fer.record import PROB_COLUMNS
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 
-NAVIGATION_NOTE = "Four expressions: happy, sad, surprise, neutral. A demo, not for decisions about people."
+NAVIGATION_NOTE = "Knows 4 expressions: happy, sad, surprise, neutral. A demo, not for decisions about people."
 PAGES = [navigation.PREDICT, navigation.EXPLAIN, navigation.DATASET, navigation.REPORT]
 TITLES = {
     navigation.PREDICT: "Predict emotions in a photo",

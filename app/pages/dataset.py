@@ -16,7 +16,7 @@ from app.report import PERCENT_FORMAT, per_class_rows, split_metrics, splits_wit
 from app.results import escape_markdown
 from app.session import Key
 from fer.browse import VERDICTS
-from fer.config import CLASSES
+from fer.config import CLASSES, SPLITS
 from fer.explain import DEFAULT_METHOD, overlay
 
 widgets.keep(
@@ -50,8 +50,8 @@ def dataset_setting(problem: str | None) -> None:
             "Dataset folder",
             key=Key.DATA_DIR,
             placeholder=state.data_dir_placeholder(),
-            help="A folder with train/validation/test split folders, each holding happy/sad/surprise/neutral folders "
-            "(or just the four class folders). Empty: FER_DATA_DIR, else ../shared/data/Facial_emotion_images.",
+            help=f"A folder with {'/'.join(SPLITS)} split folders, each holding {'/'.join(CLASSES)} folders "
+            "(or just the class folders). Empty: FER_DATA_DIR, else ../shared/data/Facial_emotion_images.",
         )
         st.caption(
             "This field is shown because the server was started with `FER_ALLOW_DATA_DIR_SETTING=1`: anyone "
