@@ -1,4 +1,4 @@
-"""app.browse: split predictions (cached), verdict filters, confusion cells and duplicate flags on real data."""
+"""fer.browse: split predictions (cached), verdict filters, confusion cells and duplicate flags on real data."""
 
 import shutil
 

@@ -5,7 +5,7 @@ under an audit hook that records every file opened for writing. The same promise
 (`streamlit run`, a real upload over HTTP from Chromium) is in tests/e2e/test_privacy_served.py.
 Both also compare the working directory, the temp dir and the home cache dirs (~/.cache, ~/.streamlit)
 before and after, and look for the photo's file name in every new file (and in the server's log). The only
-place the app may write is the documented dataset prediction cache (app.browse.cache_dir(), which holds
+place the app may write is the documented dataset prediction cache (fer.browse.cache_dir(), which holds
 probabilities for dataset splits, never images).
 
 Start-up writes (the model's first load, matplotlib's font cache, torch's empty inductor cache folder,
