@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer.config import CLASSES
+from fer.config import CLASS_COLORS, CLASSES
 from fer.metrics import score_text
 
-# Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and on a projector.
-CLASS_COLORS = {"happy": "#E69F00", "sad": "#0072B2", "surprise": "#CC79A7", "neutral": "#009E73"}
 ACCENT = "#2E5EAA"  # the theme's primary colour (.streamlit/config.toml)
 MUTED = "#B8C2D6"
 FONT = "Source Sans Pro, Helvetica, Arial, sans-serif"

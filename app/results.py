@@ -14,10 +14,11 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
-from app.plots import CLASS_COLORS
+from fer.config import CLASS_COLORS
 from fer.faces import reading_order
 from fer.predict import FaceResult, PhotoResult
 from fer.record import FLAT_COLUMNS, PROB_COLUMNS, flat_rows
@@ -104,6 +105,14 @@ class ShownPhoto:
     result: PhotoResult  # faces in reading order and numbered so; its `image` is None
     picture: bytes | None  # None when the file could not be read
     thumbnail: bytes | None
+
+
+class Photo(NamedTuple):
+    """A photo on the Predict page: one file given, or one member of a zip."""
+
+    key: str  # names the photo across reruns (from its bytes)
+    shown: ShownPhoto
+    data: bytes | None  # the file as given, to classify it again as a whole (None for a member of a zip)
 
 
 def for_display(result: PhotoResult) -> ShownPhoto:

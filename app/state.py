@@ -1,6 +1,8 @@
-"""What the pages share, loaded once per process: the model, explainer, model card, photo results and
-dataset splits, each cached (st.cache_resource / st.cache_data) and keyed by the weights file's stamp,
-so new weights dropped in while the app runs are picked up on the next rerun."""
+"""Every cache of the app, and every model call and disk read a page needs: the model, explainer, model
+card, photo and face results, saliency maps, dataset splits and the report's export, each cached
+(st.cache_resource / st.cache_data; one cache per kind of answer) and keyed by the weights file's stamp,
+so new weights dropped in while the app runs are picked up on the next rerun. What a session keeps
+between reruns is in app.session."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from app import session
 from fer.checkpoint import card_path_for, read_card, weights_path
 from fer.config import environment
 from fer.errors import DataError, FerError
@@ -111,6 +114,57 @@ def photo_for_display(data: bytes, name: str, detect: bool = True, tta: bool | N
     return _photo_for_display(data, name, detect, weights_stamp(), _resolved(tta))
 
 
+def classify(files: list[tuple[str, bytes]], tta: bool) -> list:
+    """Every photo given, and every photo inside a zip, through fer.batch with a progress bar: the Predict
+    page's app.results.Photo list. Done once per set of files and setting in a session (kept in its memory,
+    and dropped as soon as the files are removed: app.session.forget_photos)."""
+    from app.results import Photo, escape_markdown, for_display
+    from fer.batch import is_archive_name, predict_batch
+
+    signature = (weights_stamp(), tta, tuple((name, digest(data)) for name, data in files))
+    done = session.classified(signature)
+    if done is not None:
+        return done
+    bar = st.progress(0.0, text="Finding and classifying faces...")
+    photos = []
+    for n, (name, data) in enumerate(files):
+
+        def progress(finished: int, total: int, file: str, n=n) -> None:
+            count = f" ({finished:,} of {total:,})" if total > 1 else ""
+            bar.progress((n + finished / total) / len(files), text=f"Classified {escape_markdown(file)}{count}")
+
+        shown = predict_batch(predictor(tta), [(name, data)], progress=progress, keep=for_display)
+        key = digest(data)
+        if is_archive_name(name):
+            photos += [Photo(f"{key}-{i}", member, None) for i, member in enumerate(shown)]
+        else:
+            photos.append(Photo(key, shown[0], data))
+    bar.empty()
+    session.keep_classified(signature, photos)
+    return photos
+
+
+def with_whole_images(photos: list, tta: bool) -> list:
+    """The photos, those the user asked to classify as one face classified so (app.session.classify_whole)."""
+    whole = session.whole_images()
+    return [
+        photo._replace(shown=photo_for_display(photo.data, photo.shown.result.file, detect=False, tta=tta))
+        if photo.data is not None and photo.key in whole
+        else photo
+        for photo in photos
+    ]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _face_probs(face: np.ndarray, tta: bool, stamp) -> np.ndarray:
+    return _classifier(stamp).with_tta(tta).predict_proba(face[None])[0]
+
+
+def face_probs(face: np.ndarray, tta: bool | None = None) -> np.ndarray:
+    """One 48x48 face's probabilities (`tta`: also the mirrored face; None: as served)."""
+    return _face_probs(np.asarray(face, dtype=np.uint8), _resolved(tta), weights_stamp())
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def _cams(faces: np.ndarray, method: str, targets: tuple, layer: str, stamp) -> np.ndarray:
     return _explainer(stamp).cams(faces, method, list(targets), layer)
@@ -159,14 +213,23 @@ def data_root() -> tuple[Path | None, str | None]:
 
     setting = None
     if data_dir_setting_allowed():
-        setting = (st.session_state.get("data_dir") or "").strip() or None
+        setting = session.data_dir_setting()
     try:
         root = find_data_dir(setting)
     except DataError as error:
         return None, str(error)
     if not _has_images(root):
-        return None, f"No happy/sad/surprise/neutral image folders under {root}."
+        from fer.config import CLASSES
+
+        return None, f"No {'/'.join(CLASSES)} image folders under {root}."
     return root, None
+
+
+def data_dir_placeholder() -> str:
+    """What the Dataset folder field shows while empty: FER_DATA_DIR, else the default folder."""
+    from fer.config import DEFAULT_DATA_DIR
+
+    return str(environment().data_dir or DEFAULT_DATA_DIR)
 
 
 def _has_images(root: Path) -> bool:
@@ -189,6 +252,27 @@ def load_split(root: str, split: str):
     from fer.data import load_folder
 
     return load_folder(root, split or None)
+
+
+def class_images(root: str, split: str, name: str) -> np.ndarray:
+    """Indices of the split's images in the class folder `name`."""
+    from fer.config import CLASSES
+
+    return np.flatnonzero(load_split(root, split).labels == CLASSES.index(name))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def class_balance(root: str) -> dict[str, dict[str, int]]:
+    """Images per class in each split folder ("all" for a plain folder of class folders), counted from the
+    file names (no image is decoded)."""
+    from fer.config import CLASSES
+    from fer.data import list_images
+
+    balance = {}
+    for split in splits_in(Path(root)):
+        _, labels = list_images(Path(root) / split if split else Path(root))
+        balance[split or "all"] = {name: labels.count(i) for i, name in enumerate(CLASSES)}
+    return balance
 
 
 @st.cache_data(show_spinner=False, max_entries=6)
@@ -304,3 +388,34 @@ def validation_reliability() -> dict | None:
         "ece": expected_calibration_error(probs, faces.labels),
         "split": "validation",
     }
+
+
+def weights_size() -> int | None:
+    """The weights file's size in bytes; None where there is no file."""
+    path, _, size = weights_stamp()
+    return size if Path(path).is_file() else None
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def report_download(card: dict, size: int | None, reliability: dict | None) -> bytes:
+    """The Model report as one self-contained HTML file (app.report.report_html)."""
+    from app.report import report_html
+
+    return report_html(card, weights_bytes=size, reliability=reliability).encode("utf-8")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _video_frame(digest: str, _data: bytes, name: str, time: float, faces_key: tuple, _faces) -> bytes:
+    from PIL import Image
+
+    from app.results import jpeg_bytes
+    from fer.video import draw_faces, frame_at
+
+    return jpeg_bytes(Image.fromarray(draw_faces(frame_at(_data, time, name), _faces)))
+
+
+def video_frame(data: bytes, name: str, frame) -> bytes:
+    """The video's frame at that sampled moment with its faces boxed and labelled, as JPEG (decoded again
+    from the upload in memory: frames are not kept)."""
+    faces_key = tuple((f.person, *f.box.as_list(), f.label) for f in frame.faces)
+    return _video_frame(digest(data), data, name, round(frame.time, 3), faces_key, frame.faces)

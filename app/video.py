@@ -1,5 +1,5 @@
-"""What the Video and Live pages share with the model: analysis runs, their results in the session, the
-timeline charts, and the camera stream's state. Pages only lay these out.
+"""What the Video and Live pages share with the model: analysis runs, their results in the session
+(app.session), the timeline charts, and the camera stream's state. Pages only lay these out.
 
 Nothing here writes a frame or an upload to disk: uploads stay in the session's memory, the annotated
 MP4 is written into memory, and camera frames live only in the stream's callback and `LiveSession`.
@@ -17,16 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from app import state
-from app.plots import CLASS_COLORS
-from fer.config import CLASSES, environment
+from app import session, state
+from app.session import FaceToExplain, Key
+from fer.config import CLASS_COLORS, CLASSES, environment
 from fer.errors import FerError
 
-VIDEO_RESULT = "video_result"  # session state: (key, VideoReport, annotated MP4 bytes)
-STARTED, CANCELLED = "video_started", "video_cancelled"  # session state: the analysis key asked for / stopped
 MAX_TIMELINES = 6  # people with a timeline chart; every person is in the table and the CSV
-LIVE = "live_session"
-FREEZE_FAILED = "live_freeze_failed"  # session state: Freeze was pressed before any frame was processed
 LIVE_WINDOW_S = 30.0  # seconds of the largest face's rolling timeline
 
 
@@ -44,25 +40,30 @@ def analysis_key(data: bytes, fps: float, tta: bool) -> tuple:
 
 def stored(key: tuple):
     """(VideoReport, annotated MP4 bytes) of an analysis done in this session for `key`, else None."""
-    kept = st.session_state.get(VIDEO_RESULT)
-    return kept[1:] if kept is not None and kept[0] == key else None
+    return session.video_result(key)
 
 
 def forget() -> None:
-    for name in (VIDEO_RESULT, STARTED, CANCELLED):
-        st.session_state.pop(name, None)
+    session.forget_video()
 
 
 def start(key: tuple) -> None:
     """The Analyse button's callback: analyse the video of `key` (on this and later reruns, until done)."""
-    st.session_state[STARTED] = key
-    st.session_state.pop(CANCELLED, None)
+    session.start_video(key)
 
 
 def cancel(key: tuple) -> None:
     """The Cancel button's callback (its click reruns the page, which stops the running analysis)."""
-    st.session_state.pop(STARTED, None)
-    st.session_state[CANCELLED] = key
+    session.cancel_video(key)
+
+
+def started(key: tuple) -> bool:
+    """Whether the analysis of `key` was asked for (and not cancelled)."""
+    return session.video_started(key)
+
+
+def cancelled(key: tuple) -> bool:
+    return session.video_cancelled(key)
 
 
 def info(data: bytes, name: str):
@@ -95,7 +96,7 @@ def analyse(data: bytes, name: str, fps: float, tta: bool, show_progress) -> tup
     annotated = io.BytesIO()
     report = process_video(data, state.predictor(tta), fps=fps, name=name, annotated=annotated, progress=progress)
     movie = annotated.getvalue() if report.frames else b""
-    st.session_state[VIDEO_RESULT] = (analysis_key(data, fps, tta), report, movie)
+    session.keep_video_result(analysis_key(data, fps, tta), report, movie)
     return report, movie
 
 
@@ -182,21 +183,18 @@ def clicked_time(event) -> float | None:
     return float(points[0]["x"]) if points else None
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _annotated_frame(digest: str, _data: bytes, name: str, time: float, faces_key: tuple, _faces) -> bytes:
-    from PIL import Image
-
-    from app.results import jpeg_bytes
-    from fer.video import draw_faces, frame_at
-
-    return jpeg_bytes(Image.fromarray(draw_faces(frame_at(_data, time, name), _faces)))
+def follow_click(report, person: int, event) -> None:
+    """A new click on a person's timeline moves the moment slider (Key.VIDEO_MOMENT) to that frame; a chart
+    keeps its selection across reruns, so the same click again changes nothing."""
+    clicked = clicked_time(event)
+    if clicked is not None and session.timeline_click(person) != clicked:
+        session.note_timeline_click(person, clicked)
+        session.set_widget(Key.VIDEO_MOMENT, nearest_frame(report, clicked).time)
 
 
 def annotated_frame(data: bytes, name: str, frame) -> bytes:
-    """The video's frame at that sampled moment with its faces boxed and labelled, as JPEG (decoded again
-    from the upload in memory: frames are not kept)."""
-    faces_key = tuple((f.person, *f.box.as_list(), f.label) for f in frame.faces)
-    return _annotated_frame(state.digest(data), data, name, round(frame.time, 3), faces_key, frame.faces)
+    """The video's frame at that sampled moment with its faces boxed and labelled, as JPEG."""
+    return state.video_frame(data, name, frame)
 
 
 def csv_bytes(report) -> bytes:
@@ -307,19 +305,17 @@ class LiveSession:
 
 def live_session() -> LiveSession:
     """This browser session's camera state (created on first use; frames never leave memory)."""
-    if LIVE not in st.session_state:
-        st.session_state[LIVE] = LiveSession()
-    return st.session_state[LIVE]
+    return session.live_session(LiveSession)
 
 
-def frame_callback(session: LiveSession):
+def frame_callback(live: LiveSession):
     """streamlit-webrtc's per-frame callback: av.VideoFrame in, the frame with labelled boxes out."""
 
     def callback(frame):
         import av
 
         image = frame.to_ndarray(format="rgb24")
-        drawn = session.process(image)
+        drawn = live.process(image)
         out = av.VideoFrame.from_ndarray(drawn, format="rgb24")
         out.pts, out.time_base = frame.pts, frame.time_base
         return out
@@ -327,25 +323,24 @@ def frame_callback(session: LiveSession):
     return callback
 
 
-def freeze(session: LiveSession) -> bool:
+def freeze(live: LiveSession) -> bool:
     """The Freeze button's callback: hand the latest camera frame to the Predict page (as a taken photo) and
     its faces to the Explain page, as the Predict page hands faces to Explain. False when no frame was
-    processed yet (FREEZE_FAILED is set for the page to say so)."""
+    processed yet (the page then says so: app.session.take_freeze_failed)."""
     from PIL import Image
 
     from app.results import jpeg_bytes
 
-    image, result = session.snapshot()
+    image, result = live.snapshot()
     if image is None:
-        st.session_state[FREEZE_FAILED] = True
+        session.note_freeze_failed()
         return False
     photo = jpeg_bytes(Image.fromarray(image))
-    st.session_state.setdefault("kept_inputs", {})["Take a photo"] = [("camera-frame.jpg", photo)]
-    st.session_state["predict_source"] = "Take a photo"
-    st.session_state["predict_faces"] = [
-        {"title": f"camera frame, person {face.person}", "face": face.face}
+    session.hand_photo_to_predict("camera-frame.jpg", photo)
+    session.hand_faces_to_explain(
+        FaceToExplain(f"camera frame, person {face.person}", face.face)
         for face in result.faces
         if face.face is not None
-    ]
-    st.session_state["live_frozen"] = (photo, result)
+    )
+    session.keep_frozen(photo, result)
     return True

@@ -6,29 +6,27 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app import state
+from app import session, state
+from app.session import Key
 from fer.errors import FerError
 
 PREDICTED = "predicted class"
 # The sidebar's widget keys; each page names its own keys in keep(...).
-SIDEBAR_KEYS = ("tta", "cam_method", "cam_target", "cam_layer", "cam_opacity")
-_KEPT = "_kept_widget_keys"
+SIDEBAR_KEYS = (Key.TTA, Key.CAM_METHOD, Key.CAM_TARGET, Key.CAM_LAYER, Key.CAM_OPACITY)
 
 
 def keep(*keys: str) -> None:
     """Keep these widgets' values when the user visits another page (Streamlit forgets the values of
     widgets a run does not draw). A page calls this with its own keys; the app keeps all of them on every
     run (keep_values). A kept value that no longer fits its widget (a face number past the end) falls back
-    to the default. Upload and camera widgets cannot be given a value: pages/predict.py keeps their files."""
-    kept = st.session_state.setdefault(_KEPT, set())
-    kept.update(keys)
+    to the default. Upload and camera widgets cannot be given a value: the Predict page keeps their files
+    (app.session.keep_inputs)."""
+    session.keep_widgets(*keys)
 
 
 def keep_values() -> None:
     """Called by streamlit_app.py on every run, before the page: re-assigning a value marks it as kept."""
-    for key in st.session_state.get(_KEPT, set()) | set(SIDEBAR_KEYS):
-        if key in st.session_state:
-            st.session_state[key] = st.session_state[key]
+    session.keep_widget_values(always=SIDEBAR_KEYS)
 
 
 def layer_choices() -> list[str]:
@@ -46,12 +44,12 @@ def layer_choices() -> list[str]:
 def tta_setting() -> bool:
     """The sidebar switch for flip test-time augmentation (kept across pages), on where the weights were shipped so."""
     shipped = state.shipped_tta()
-    st.session_state.setdefault("tta", shipped)
+    session.default(Key.TTA, shipped)
     with st.sidebar:
         st.header("Model")
         return st.toggle(
             "Also read the mirrored face",
-            key="tta",
+            key=Key.TTA,
             help="Test-time augmentation: each face is classified as it is and mirrored, and the two are "
             "averaged: a little more accurate (see the README's results), about twice the model time (both in one batch). "
             f"The shipped weights are served {'with' if shipped else 'without'} it by default: their temperature "
@@ -67,31 +65,30 @@ def cam_settings() -> dict:
     with st.sidebar:
         st.header("Explanation")
         # Defaults live in the session state, not in the widgets: the values are kept across pages.
-        st.session_state.setdefault("cam_method", DEFAULT_METHOD)
-        st.session_state.setdefault("cam_opacity", 0.5)
+        session.default(Key.CAM_METHOD, DEFAULT_METHOD)
+        session.default(Key.CAM_OPACITY, 0.5)
         method = st.selectbox(
             "Saliency method",
             list(METHODS),
-            key="cam_method",
+            key=Key.CAM_METHOD,
             help="How the heat map is computed (pytorch-grad-cam). "
             + " ".join(f"{k}: {v}" for k, v in METHOD_HELP.items()),
         )
         target = st.selectbox(
             "Explain which class",
             [PREDICTED, *CLASSES],
-            key="cam_target",
+            key=Key.CAM_TARGET,
             help="The heat map shows the evidence for this class: the predicted one, or any of the four.",
         )
         layers = layer_choices()
-        if st.session_state.get("cam_layer") not in layers:
-            st.session_state.pop("cam_layer", None)
+        session.keep_within(Key.CAM_LAYER, layers, None)
         layer = st.selectbox(
             "Layer",
             layers,
-            key="cam_layer",
+            key=Key.CAM_LAYER,
             help="Where in the network to look: the last stage (6x6) is the usual choice; earlier stages give finer, less class-specific maps.",
         )
-        opacity = st.slider("Heat-map opacity", 0.0, 1.0, step=0.05, key="cam_opacity")
+        opacity = st.slider("Heat-map opacity", 0.0, 1.0, step=0.05, key=Key.CAM_OPACITY)
         st.caption(METHOD_HELP[method])
     return {"method": method, "target": target, "layer": layer, "opacity": opacity}
 

@@ -74,6 +74,7 @@ def main() -> None:
     import numpy as np
     from conftest import encode, make_photo
 
+    from app.session import Key
     from fer import data
 
     faces = data.load_folder(data.find_data_dir(), "test").images
@@ -82,13 +83,13 @@ def main() -> None:
         chosen = np.random.default_rng(seed).choice(len(faces), args.faces, replace=False)
         return encode(make_photo([faces[i] for i in chosen], seed=seed)[0])
 
-    at.file_uploader(key="uploads").set_value(("warm-up.jpg", photo(1000), "image/jpeg"))
+    at.file_uploader(key=Key.UPLOADS).set_value(("warm-up.jpg", photo(1000), "image/jpeg"))
     start = time.perf_counter()
     at.run()
     print(f"first photo (model load, grad-cam import): {time.perf_counter() - start:.2f} s")
     times = []
     for seed in range(args.photos):
-        at.file_uploader(key="uploads").set_value((f"photo-{seed}.jpg", photo(seed), "image/jpeg"))
+        at.file_uploader(key=Key.UPLOADS).set_value((f"photo-{seed}.jpg", photo(seed), "image/jpeg"))
         start = time.perf_counter()
         at.run()
         times.append(time.perf_counter() - start)

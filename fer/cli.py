@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from fer.config import DEFAULT_WEIGHTS
+from fer.config import CLASSES, DEFAULT_WEIGHTS
 from fer.errors import FerError
 
 TTA_HELP = (
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     from fer.train import get_args_parser
 
     parser = argparse.ArgumentParser(
-        prog="python -m fer", description="Facial emotion recognition: happy, sad, surprise, neutral"
+        prog="python -m fer", description=f"Facial emotion recognition: {', '.join(CLASSES)}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLASSES = ("happy", "sad", "surprise", "neutral")
+# Each class's colour in every chart, box and video (Okabe-Ito: distinguishable with the common colour-vision
+# deficiencies and on a projector). A new class needs one here too.
+CLASS_COLORS = {"happy": "#E69F00", "sad": "#0072B2", "surprise": "#CC79A7", "neutral": "#009E73"}
 SPLITS = ("train", "validation", "test")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS_DIR = PROJECT_ROOT / "weights"

@@ -48,7 +48,7 @@ def find_data_dir(cli_value: str | os.PathLike | None = None) -> Path:
     if not found:
         raise DataError(
             f"Dataset folder not found: {path} (from {source}). Pass --data DIR or set FER_DATA_DIR to a "
-            "folder holding train/validation/test split folders or happy/sad/surprise/neutral class folders."
+            f"folder holding {'/'.join(SPLITS)} split folders or {'/'.join(CLASSES)} class folders."
         )
     return path
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from fer.config import CLASSES
+from fer.config import CLASS_COLORS, CLASSES
 from fer.errors import FerError, VideoError, write_user_file
 from fer.faces import MAX_FACES, Box, Face, align_face
 
@@ -49,8 +49,7 @@ MIN_MISSES = 3
 TRACK_GATE = 1.0  # largest match cost (centre distance in face sizes + log size ratio) for the same person
 BATCH_FRAMES = 4  # sampled frames whose faces are classified in one model call
 FORMATS_HINT = "use an MP4 (H.264), WebM, MOV or AVI video"
-# The app's class colours (app.plots.CLASS_COLORS; fer does not import the app): boxes in the annotated video.
-BOX_COLORS = {"happy": "#E69F00", "sad": "#0072B2", "surprise": "#CC79A7", "neutral": "#009E73"}
+BOX_COLORS = CLASS_COLORS  # boxes in the annotated video: the app's class colours
 VIDEO_CSV_COLUMNS = [
     "file",
     "time_s",
@@ -859,7 +858,7 @@ class _Discard(Exception):
 
 def csv_rows(reports: Iterable[VideoReport]) -> Iterator[list[str]]:
     """One row per face per sampled frame; a video with an error gets a row saying so."""
-    from fer.batch import safe_csv_cell
+    from fer.record import safe_csv_cell
 
     for report in reports:
         for frame in report.frames:

@@ -12,7 +12,9 @@ from conftest import cat_face, encode, make_photo
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app import navigation
 from app.results import in_reading_order
+from app.session import Key
 from fer import data
 from fer.batch import predict_batch
 from fer.config import CLASSES
@@ -21,13 +23,13 @@ from fer.record import PROB_COLUMNS
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 
-NAVIGATION_NOTE = "Four expressions: happy, sad, surprise, neutral. A demo, not for decisions about people."
-PAGES = ["pages/predict.py", "pages/explain.py", "pages/dataset.py", "pages/report.py"]
+NAVIGATION_NOTE = "Knows 4 expressions: happy, sad, surprise, neutral. A demo, not for decisions about people."
+PAGES = [navigation.PREDICT, navigation.EXPLAIN, navigation.DATASET, navigation.REPORT]
 TITLES = {
-    "pages/predict.py": "Predict emotions in a photo",
-    "pages/explain.py": "Explain a prediction",
-    "pages/dataset.py": "Dataset explorer",
-    "pages/report.py": "Model report",
+    navigation.PREDICT: "Predict emotions in a photo",
+    navigation.EXPLAIN: "Explain a prediction",
+    navigation.DATASET: "Dataset explorer",
+    navigation.REPORT: "Model report",
 }
 
 
@@ -66,7 +68,7 @@ def open_app(page: str | None = None) -> AppTest:
         at.switch_page(page)
         at.run()
     assert not at.exception, [e.message for e in at.exception]
-    # Drawn by streamlit_app.py: the page ran through the app's navigation, not Streamlit's pages/ mode.
+    # Drawn by streamlit_app.py: the page ran inside the app's navigation.
     assert NAVIGATION_NOTE in texts(at.sidebar.caption)
     return at
 
@@ -82,7 +84,7 @@ def texts(elements) -> list[str]:
 
 
 def upload(at: AppTest, *files) -> AppTest:
-    at.file_uploader(key="uploads").set_value(list(files))
+    at.file_uploader(key=Key.UPLOADS).set_value(list(files))
     return rerun(at)
 
 
@@ -97,7 +99,7 @@ def test_every_page_renders_without_a_dataset(no_dataset, page):
 
 
 def test_dataset_page_without_a_dataset_shows_the_stored_results_and_how_to_add_one(no_dataset):
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     assert any("FER_DATA_DIR" in text for text in texts(at.info))
     assert "Stored results" in texts(at.header)
     assert [m.label for m in at.metric][:2] == ["Images", "Accuracy"]
@@ -109,7 +111,7 @@ def test_dataset_page_without_a_dataset_shows_the_stored_results_and_how_to_add_
 def test_dataset_page_with_an_empty_dataset_folder(monkeypatch, tmp_path):
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "empty"))
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     (location,) = at.expander
     assert location.label == "Dataset location"
     assert any("No happy/sad/surprise/neutral image folders" in t.replace("\\", "") for t in texts(location.markdown))
@@ -144,10 +146,10 @@ def test_the_server_keeps_every_upload_it_accepts_in_memory(no_dataset):
 
 def test_predict_page_starts_with_a_helpful_empty_state(no_dataset):
     at = open_app()
-    assert texts(at.title) == [TITLES["pages/predict.py"]]
+    assert texts(at.title) == [TITLES[navigation.PREDICT]]
     assert any("sample photo" in text for text in texts(at.info))
-    assert at.radio(key="predict_source").options == ["Upload photos", "Take a photo", "Try a sample photo"]
-    assert at.file_uploader(key="uploads").accept_multiple_files
+    assert at.radio(key=Key.PREDICT_SOURCE).options == ["Upload photos", "Take a photo", "Try a sample photo"]
+    assert at.file_uploader(key=Key.UPLOADS).accept_multiple_files
 
 
 def test_an_uploaded_photo_shows_every_face_boxed_with_label_probabilities_and_cam(
@@ -192,7 +194,7 @@ def test_the_downloads_are_the_files_the_cli_writes_for_the_same_photo(no_datase
     from fer.cli import main
 
     at = open_app()
-    at.radio(key="predict_source").set_value("Try a sample photo")
+    at.radio(key=Key.PREDICT_SOURCE).set_value("Try a sample photo")
     rerun(at)
     buttons = {b.label: b for b in at.download_button}
     photo, out_csv = tmp_path / SAMPLE_NAME, tmp_path / "faces.csv"
@@ -239,10 +241,10 @@ def test_an_uncertain_face_gets_a_badge(no_dataset, unsure_and_sure, classifier)
 def test_cam_settings_change_the_method_and_the_class_explained(no_dataset, photo_with_faces):
     photo, _ = photo_with_faces
     at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
-    at.selectbox(key="cam_method").set_value("Layer-CAM")
-    at.selectbox(key="cam_target").set_value("sad")
-    at.selectbox(key="cam_layer").set_value(at.selectbox(key="cam_layer").options[1])
-    at.slider(key="cam_opacity").set_value(0.8)
+    at.selectbox(key=Key.CAM_METHOD).set_value("Layer-CAM")
+    at.selectbox(key=Key.CAM_TARGET).set_value("sad")
+    at.selectbox(key=Key.CAM_LAYER).set_value(at.selectbox(key=Key.CAM_LAYER).options[1])
+    at.slider(key=Key.CAM_OPACITY).set_value(0.8)
     rerun(at)
     captions = [c for image in at.image for c in image.captions]
     assert len([c for c in captions if c == "Layer-CAM for sad"]) == 3
@@ -263,8 +265,8 @@ def test_the_mirror_switch_gives_the_flip_tta_predictions(no_dataset, photo_with
     assert expected(True) != expected(False)  # the photo tells the two apart
     at = upload(open_app(), ("group.jpg", jpeg, "image/jpeg"))
     served = classifier.tta  # the switch starts as the weights were shipped
-    assert at.toggle(key="tta").value is served and headings(at) == expected(served)
-    at.toggle(key="tta").set_value(not served)
+    assert at.toggle(key=Key.TTA).value is served and headings(at) == expected(served)
+    at.toggle(key=Key.TTA).set_value(not served)
     assert headings(rerun(at)) == expected(not served)
 
 
@@ -293,9 +295,9 @@ def test_weights_shipped_with_flip_tta_turn_the_mirror_switch_on(no_dataset, pho
         return [f"Face {f.index + 1}: {f.label} ({f.confidence:.0%})" for f in result.faces]
 
     at = upload(open_app(), ("group.jpg", jpeg, "image/jpeg"))
-    assert at.toggle(key="tta").value is True
+    assert at.toggle(key=Key.TTA).value is True
     assert [t for t in texts(at.subheader) if t.startswith("Face ")] == expected(True) != expected(False)
-    at.toggle(key="tta").set_value(False)
+    at.toggle(key=Key.TTA).set_value(False)
     assert [t for t in texts(rerun(at).subheader) if t.startswith("Face ")] == expected(False)
 
 
@@ -371,8 +373,8 @@ def test_a_zip_of_photos_gives_a_gallery_one_table_and_a_warning_per_problem(no_
     assert {"Download results (CSV)", "Download results (JSON)"} <= {b.label for b in at.download_button}
 
     # A member without a face can be opened; classifying it whole needs the photo uploaded on its own.
-    names = at.selectbox(key="inspect_photo").options
-    at.selectbox(key="inspect_photo").set_value(next(i for i, n in enumerate(names) if n.endswith("wall.jpg")))
+    names = at.selectbox(key=Key.INSPECT_PHOTO).options
+    at.selectbox(key=Key.INSPECT_PHOTO).set_value(next(i for i, n in enumerate(names) if n.endswith("wall.jpg")))
     rerun(at)
     assert "No face found" in texts(at.subheader)
     assert any("upload it on its own" in c for c in texts(at.caption))
@@ -448,9 +450,9 @@ def test_a_file_that_is_not_an_image_gets_a_clear_message(no_dataset):
 def test_camera_photo_is_classified(no_dataset, detectable_faces):
     shot, _ = make_photo(detectable_faces[:1], size=(640, 480))
     at = open_app()
-    at.radio(key="predict_source").set_value("Take a photo")
+    at.radio(key=Key.PREDICT_SOURCE).set_value("Take a photo")
     rerun(at)
-    at.camera_input(key="camera").set_value(("camera.jpg", encode(shot), "image/jpeg"))
+    at.camera_input(key=Key.CAMERA).set_value(("camera.jpg", encode(shot), "image/jpeg"))
     rerun(at)
     assert "1 face found" in texts(at.subheader)
     assert any(t.startswith("Face 1: ") for t in texts(at.subheader))
@@ -458,7 +460,7 @@ def test_camera_photo_is_classified(no_dataset, detectable_faces):
 
 def test_the_sample_photo_works_out_of_the_box(no_dataset):
     at = open_app()
-    at.radio(key="predict_source").set_value("Try a sample photo")
+    at.radio(key=Key.PREDICT_SOURCE).set_value("Try a sample photo")
     rerun(at)
     assert any(re.fullmatch(r"\d+ faces? found", t) for t in texts(at.subheader))
     assert any("NASA" in c for c in texts(at.caption))
@@ -468,31 +470,31 @@ def test_photos_and_page_settings_survive_a_visit_to_another_page(no_dataset, ph
     photo, _ = photo_with_faces
     at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
     assert "3 faces found" in texts(at.subheader)
-    at.switch_page("pages/explain.py")
+    at.switch_page(navigation.EXPLAIN)
     rerun(at)
-    at.selectbox(key="explain_predict_face").set_value(2)
-    at.selectbox(key="explain_target").set_value("sad")
+    at.selectbox(key=Key.EXPLAIN_PREDICT_FACE).set_value(2)
+    at.selectbox(key=Key.EXPLAIN_TARGET).set_value("sad")
     rerun(at)
-    at.switch_page("pages/predict.py")
+    at.switch_page(navigation.PREDICT)
     rerun(at)
     # Streamlit emptied the upload widget; the page shows the same photo again, from memory, and says so.
-    assert not at.file_uploader(key="uploads").value
+    assert not at.file_uploader(key=Key.UPLOADS).value
     assert "3 faces found" in texts(at.subheader)
     assert any("you gave earlier" in text for text in texts(at.caption))
-    at.switch_page("pages/explain.py")
+    at.switch_page(navigation.EXPLAIN)
     rerun(at)
-    assert at.selectbox(key="explain_predict_face").value == 2 and at.selectbox(key="explain_target").value == "sad"
+    assert at.selectbox(key=Key.EXPLAIN_PREDICT_FACE).value == 2 and at.selectbox(key=Key.EXPLAIN_TARGET).value == "sad"
     assert texts(at.subheader)[0].replace("\\", "") == "group.jpg, face 3"
     # Clearing the kept photo clears its results, and the Explain page no longer offers its faces.
-    at.switch_page("pages/predict.py")
+    at.switch_page(navigation.PREDICT)
     rerun(at)
     at.button(key="clear-Upload photos").click()
     rerun(at)
     assert "3 faces found" not in texts(at.subheader)
     assert any("Upload one or more photos" in text for text in texts(at.info))
-    at.switch_page("pages/explain.py")
+    at.switch_page(navigation.EXPLAIN)
     rerun(at)
-    assert "Faces from the Predict page" not in at.radio(key="explain_source").options
+    assert "Faces from the Predict page" not in at.radio(key=Key.EXPLAIN_SOURCE).options
 
 
 def test_removing_the_uploads_on_the_page_clears_them(no_dataset, photo_with_faces):
@@ -511,10 +513,10 @@ def test_explain_shows_every_method_with_a_finite_faithfulness_score(no_dataset,
 
     photo, _ = photo_with_faces
     at = upload(open_app(), ("group.jpg", encode(photo), "image/jpeg"))
-    at.switch_page("pages/explain.py")
+    at.switch_page(navigation.EXPLAIN)
     rerun(at)
-    assert at.radio(key="explain_source").value == "Faces from the Predict page"
-    assert len(at.selectbox(key="explain_predict_face").options) == 3
+    assert at.radio(key=Key.EXPLAIN_SOURCE).value == "Faces from the Predict page"
+    assert len(at.selectbox(key=Key.EXPLAIN_PREDICT_FACE).options) == 3
     names = [
         t.strip("*")
         for t in texts(at.markdown)
@@ -523,7 +525,7 @@ def test_explain_shows_every_method_with_a_finite_faithfulness_score(no_dataset,
     assert names == [*METHODS, "Random map (baseline)"]
     verdicts = []
     for face in range(3):
-        at.selectbox(key="explain_predict_face").set_value(face)
+        at.selectbox(key=Key.EXPLAIN_PREDICT_FACE).set_value(face)
         rerun(at)
         verdicts.append(explain_verdict(at))
     # Each face got the badge, or the warning that no map beat a random one, as its numbers say; both happen.
@@ -556,10 +558,10 @@ def explain_verdict(at: AppTest) -> tuple[bool, dict]:
 
 def test_explain_an_upload_without_a_face_explains_the_whole_image(no_dataset):
     wall = encode(Image.new("RGB", (320, 240), (120, 140, 160)))
-    at = open_app("pages/explain.py")
-    at.radio(key="explain_source").set_value("Upload a photo")
+    at = open_app(navigation.EXPLAIN)
+    at.radio(key=Key.EXPLAIN_SOURCE).set_value("Upload a photo")
     rerun(at)
-    at.file_uploader(key="explain_upload").set_value(("wall.jpg", wall, "image/jpeg"))
+    at.file_uploader(key=Key.EXPLAIN_UPLOAD).set_value(("wall.jpg", wall, "image/jpeg"))
     rerun(at)
     assert any("whole image is explained as one face" in text for text in texts(at.warning))
     assert len([m for m in at.metric if m.label == "ROAD score"]) == 8
@@ -578,16 +580,16 @@ def test_the_mirror_switch_also_sets_the_explain_pages_probabilities(no_dataset,
     first, switched = readings(served), readings(not served)
     # A face whose shown reading differs with the mirror image (so the check below can fail).
     number = next(i for i, (before, after) in enumerate(zip(first, switched)) if before != after)
-    at = open_app("pages/explain.py")
-    at.radio(key="explain_source").set_value("Upload a photo")
+    at = open_app(navigation.EXPLAIN)
+    at.radio(key=Key.EXPLAIN_SOURCE).set_value("Upload a photo")
     rerun(at)
-    at.file_uploader(key="explain_upload").set_value(("group.jpg", jpeg, "image/jpeg"))
+    at.file_uploader(key=Key.EXPLAIN_UPLOAD).set_value(("group.jpg", jpeg, "image/jpeg"))
     rerun(at)
-    at.selectbox(key="explain_face_number").set_value(number)
+    at.selectbox(key=Key.EXPLAIN_FACE_NUMBER).set_value(number)
     rerun(at)
     assert any(first[number] in text for text in texts(at.markdown))
     assert any("mirror image" in text for text in texts(at.caption)) is served
-    at.toggle(key="tta").set_value(not served)
+    at.toggle(key=Key.TTA).set_value(not served)
     rerun(at)
     assert any(switched[number] in text for text in texts(at.markdown))
     assert any("mirror image" in text for text in texts(at.caption)) is not served
@@ -595,11 +597,11 @@ def test_the_mirror_switch_also_sets_the_explain_pages_probabilities(no_dataset,
 
 def explain_dataset_face(true_class: str, number: int) -> AppTest:
     """The Explain page on the `number`-th validation image of `true_class` (1-based)."""
-    at = open_app("pages/explain.py")
-    at.radio(key="explain_source").set_value("A dataset image")
+    at = open_app(navigation.EXPLAIN)
+    at.radio(key=Key.EXPLAIN_SOURCE).set_value("A dataset image")
     rerun(at)
-    at.selectbox(key="explain_class").set_value(true_class)
-    at.number_input(key="explain_number").set_value(number)
+    at.selectbox(key=Key.EXPLAIN_CLASS).set_value(true_class)
+    at.number_input(key=Key.EXPLAIN_NUMBER).set_value(number)
     return rerun(at)
 
 
@@ -636,7 +638,7 @@ def test_explain_shows_the_evidence_for_each_class(with_dataset, tiny_validation
 
     assert [header for header, _ in cards()] == [f"**{name}** {p:.0%}" for name, p in zip(CLASSES, expected)]
     assert [badge for _, badge in cards()] == [("predicted" if k == top else None) for k in range(len(CLASSES))]
-    method = at.selectbox(key="explain_class_method")
+    method = at.selectbox(key=Key.EXPLAIN_CLASS_METHOD)
     assert method.options == PER_CLASS_METHODS and method.value == "Grad-CAM"
     method.set_value("Layer-CAM")
     rerun(at)
@@ -647,24 +649,24 @@ def test_explain_shows_the_evidence_for_each_class(with_dataset, tiny_validation
 
 
 def test_the_dataset_folder_can_be_set_in_the_page_where_allowed(no_dataset, folder_setting_allowed, tiny_dataset):
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     assert "Stored results" in texts(at.header)
-    at.text_input(key="data_dir").input(str(tiny_dataset))
+    at.text_input(key=Key.DATA_DIR).input(str(tiny_dataset))
     rerun(at)
     assert "Stored results" not in texts(at.header)
     assert {m.label: m.value for m in at.metric}["Images"] == "100"
 
 
 def test_without_the_permission_a_folder_setting_is_ignored(no_dataset, tiny_dataset):
-    at = open_app("pages/dataset.py")
-    at.session_state["data_dir"] = str(tiny_dataset)  # as a crafted client or an old session might hold it
+    at = open_app(navigation.DATASET)
+    at.session_state[Key.DATA_DIR] = str(tiny_dataset)  # as a crafted client or an old session might hold it
     rerun(at)
     assert "Stored results" in texts(at.header)
     assert [t for t in at.text_input if t.key == "data_dir"] == []
 
 
 def test_the_dataset_page_names_the_folder_not_the_server_path(with_dataset):
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     shown = " ".join(texts(at.caption) + texts(at.markdown) + texts(at.info)).replace("\\", "")
     assert f"{with_dataset.name}/validation: " in shown
     assert str(with_dataset) not in shown
@@ -695,8 +697,8 @@ def test_dataset_page_scores_the_split_against_the_crowd_then_the_folder_labels(
     crowd, _ = tiny_crowd
     labelled = crowd >= 0
     assert 0 < (~labelled).sum() < len(faces)  # the tiny split has faces without a crowd label
-    at = open_app("pages/dataset.py")
-    assert at.radio(key="ds_split").value == "validation" and at.radio(key="ds_truth").value == "crowd"
+    at = open_app(navigation.DATASET)
+    assert at.radio(key=Key.DS_SPLIT).value == "validation" and at.radio(key=Key.DS_TRUTH).value == "crowd"
     metrics = {m.label: m.value for m in at.metric}
     expected = compute_metrics(crowd[labelled], probs[labelled])
     assert metrics["Images"] == f"{labelled.sum():,}"
@@ -706,7 +708,7 @@ def test_dataset_page_scores_the_split_against_the_crowd_then_the_folder_labels(
     assert table["true"].tolist() == [CLASSES[k] if k >= 0 else "no crowd label" for k in crowd]
     assert table["folder label"].tolist() == [CLASSES[k] for k in faces.labels]
 
-    at.radio(key="ds_truth").set_value("folder")
+    at.radio(key=Key.DS_TRUTH).set_value("folder")
     rerun(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == f"{len(faces):,}"
@@ -717,7 +719,7 @@ def test_dataset_page_scores_the_split_against_the_crowd_then_the_folder_labels(
 def test_each_listed_face_shows_the_crowds_ten_votes(with_dataset, tiny_validation, tiny_crowd):
     faces, _ = tiny_validation
     _, counts = tiny_crowd
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     table = images_table(at)
     assert table["crowd votes"].tolist() == [data.vote_summary(c) for c in counts]
     first = counts[0]  # validation/happy/<first file>: its row of ferplus_votes.csv, in words
@@ -739,9 +741,9 @@ def test_flagged_duplicates_can_be_listed_alone(monkeypatch, tiny_dataset, tmp_p
     validation = splits["validation"]
     expected = [k for k, h in zip(validation.keys, validation.pixel_hashes, strict=True) if copies[h] > 1]
     assert "validation/happy/twin.jpg" in expected
-    at = open_app("pages/dataset.py")
+    at = open_app(navigation.DATASET)
     assert {m.label: m.value for m in at.metric}["Flagged images"] == str(len(expected))
-    at.toggle(key="ds_flagged").set_value(True)
+    at.toggle(key=Key.DS_FLAGGED).set_value(True)
     rerun(at)
     table = images_table(at)
     assert table["image"].tolist() == expected
@@ -753,9 +755,9 @@ def test_flagged_duplicates_can_be_listed_alone(monkeypatch, tiny_dataset, tmp_p
 def test_choosing_a_confusion_cell_shows_exactly_its_images(with_dataset, tiny_validation, tiny_crowd, true, predicted):
     faces, probs = tiny_validation
     crowd, _ = tiny_crowd
-    at = open_app("pages/dataset.py")
-    at.selectbox(key="ds_true").set_value(true)
-    at.selectbox(key="ds_pred").set_value(predicted)
+    at = open_app(navigation.DATASET)
+    at.selectbox(key=Key.DS_TRUE).set_value(true)
+    at.selectbox(key=Key.DS_PRED).set_value(predicted)
     rerun(at)
     wanted = (crowd == CLASSES.index(true)) & (probs.argmax(1) == CLASSES.index(predicted))
     expected = [key for key, keep in zip(faces.keys, wanted, strict=True) if keep]
@@ -771,16 +773,16 @@ def test_choosing_a_confusion_cell_shows_exactly_its_images(with_dataset, tiny_v
 
 
 def test_dataset_filters_survive_a_visit_to_another_page(with_dataset, tiny_validation):
-    at = open_app("pages/dataset.py")
-    at.selectbox(key="ds_true").set_value("sad")
-    at.selectbox(key="ds_verdict").set_value("wrong")
+    at = open_app(navigation.DATASET)
+    at.selectbox(key=Key.DS_TRUE).set_value("sad")
+    at.selectbox(key=Key.DS_VERDICT).set_value("wrong")
     rerun(at)
     shown = images_table(at)["image"].tolist()
-    at.switch_page("pages/report.py")
+    at.switch_page(navigation.REPORT)
     rerun(at)
-    at.switch_page("pages/dataset.py")
+    at.switch_page(navigation.DATASET)
     rerun(at)
-    assert at.selectbox(key="ds_true").value == "sad" and at.selectbox(key="ds_verdict").value == "wrong"
+    assert at.selectbox(key=Key.DS_TRUE).value == "sad" and at.selectbox(key=Key.DS_VERDICT).value == "wrong"
     assert images_table(at)["image"].tolist() == shown
 
 
@@ -789,11 +791,11 @@ def test_the_mirror_switch_also_sets_the_dataset_pages_predictions(
 ):
     faces, _ = tiny_validation
     crowd, _ = tiny_crowd
-    at = open_app("pages/dataset.py")
-    served = at.toggle(key="tta").value
+    at = open_app(navigation.DATASET)
+    served = at.toggle(key=Key.TTA).value
     assert served is classifier.tta
     for tta in (served, not served):
-        at.toggle(key="tta").set_value(tta)
+        at.toggle(key=Key.TTA).set_value(tta)
         rerun(at)
         probs = classifier.with_tta(tta).predict_proba(faces.images)
         table = images_table(at)
@@ -806,9 +808,9 @@ def test_the_mirror_switch_also_sets_the_dataset_pages_predictions(
 def test_most_confident_mistakes_come_first_and_grad_cam_on_demand(with_dataset, tiny_validation, tiny_crowd):
     faces, probs = tiny_validation
     crowd, _ = tiny_crowd
-    at = open_app("pages/dataset.py")
-    at.selectbox(key="ds_verdict").set_value("most confident mistakes")
-    at.toggle(key="ds_cams").set_value(True)
+    at = open_app(navigation.DATASET)
+    at.selectbox(key=Key.DS_VERDICT).set_value("most confident mistakes")
+    at.toggle(key=Key.DS_CAMS).set_value(True)
     rerun(at)
     table = images_table(at)
     wrong = (probs.argmax(1) != crowd) & (crowd >= 0)  # a face without a crowd label is neither right nor wrong
@@ -824,7 +826,7 @@ def test_report_page_shows_headline_numbers_and_offers_the_html_export(no_datase
     from fer.checkpoint import read_card
 
     card = read_card()
-    at = open_app("pages/report.py")
+    at = open_app(navigation.REPORT)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Validation accuracy"] == f"{card['metrics']['validation']['accuracy']:.1%}"
     assert "Model size" in metrics
@@ -854,7 +856,7 @@ def test_report_page_with_a_minimal_model_card(no_dataset, monkeypatch):
     from app import state
 
     monkeypatch.setattr(state, "card", lambda: {"name": "FerNet", "classes": list(CLASSES)})
-    at = open_app("pages/report.py")
+    at = open_app(navigation.REPORT)
     assert texts(at.header) == ["Calibration"]
     assert [b.label for b in at.download_button] == ["Download the report (HTML)"]
 
@@ -870,7 +872,7 @@ def test_pages_draw_without_the_model_and_the_warm_up_loads_it_once(monkeypatch,
     monkeypatch.setattr(fer.predict, "load_classifier", lambda *a, **k: loads.append(1) or real_load(*a, **k))
     state._classifier.clear()
     at = open_app()  # the Predict page with its sidebar switch, before any photo: the switch reads the checkpoint
-    assert not at.exception and at.toggle(key="tta").value == fer.predict.served_with_tta()
+    assert not at.exception and at.toggle(key=Key.TTA).value == fer.predict.served_with_tta()
     assert loads == []
 
     monkeypatch.delenv("FER_NO_WARMUP")

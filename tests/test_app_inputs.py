@@ -18,13 +18,15 @@ from conftest import encode, face_grid, iou, make_photo
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from app import navigation
 from app.results import in_reading_order
+from app.session import Key
 from fer.images import MIN_SIDE
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
 
 NO_FACE_WARNING = "The face detector found no face in this photo"
-MAX_FACE_CARDS = 12  # pages/predict.py shows a card for the first 12 faces; every face is in the downloads
+MAX_FACE_CARDS = 12  # app/pages/predict.py shows a card for the first 12 faces; every face is in the downloads
 
 
 @pytest.fixture(autouse=True)
@@ -206,7 +208,7 @@ def texts(elements) -> list[str]:
 
 
 def upload(at: AppTest, *files: tuple[str, bytes]) -> AppTest:
-    at.file_uploader(key="uploads").set_value([(name, data, mime_of(name)) for name, data in files])
+    at.file_uploader(key=Key.UPLOADS).set_value([(name, data, mime_of(name)) for name, data in files])
     at.run()
     assert_survived(at)
     return at
@@ -291,12 +293,12 @@ def test_every_bad_file_at_once_with_one_good_photo(bad_files, group):
     assert table["file"].tolist() == ["group.jpg"] * 3
 
     # Inspecting a bad one shows its full message; the good one shows its faces.
-    inspect = at.selectbox(key="inspect_photo")
+    inspect = at.selectbox(key=Key.INSPECT_PHOTO)
     inspect.set_value(0)
     at.run()
     assert_survived(at)
     assert re.search(bad_files[BAD[0]][1], " ".join(texts(at.error)).replace("\\", ""))
-    at.selectbox(key="inspect_photo").set_value(3)
+    at.selectbox(key=Key.INSPECT_PHOTO).set_value(3)
     at.run()
     assert_survived(at)
     assert len([t for t in texts(at.subheader) if t.startswith("Face ")]) == 3
@@ -325,10 +327,10 @@ def test_unsupported_format_by_its_real_name_gets_a_clear_message(group, name, d
 
 @pytest.mark.parametrize("name,data", [("drawing.svg", SVG), ("IMG_0001.heic", heic_like_bytes())], ids=["svg", "heic"])
 def test_explain_page_takes_any_file_and_says_what_is_wrong(name, data):
-    at = open_app("pages/explain.py")
-    at.radio(key="explain_source").set_value("Upload a photo")
+    at = open_app(navigation.EXPLAIN)
+    at.radio(key=Key.EXPLAIN_SOURCE).set_value("Upload a photo")
     at.run()
-    at.file_uploader(key="explain_upload").set_value((name, data, mime_of(name)))
+    at.file_uploader(key=Key.EXPLAIN_UPLOAD).set_value((name, data, mime_of(name)))
     at.run()
     assert_survived(at)
     assert any("not supported" in e or "cannot be decoded" in e for e in texts(at.error)), texts(at.error)
@@ -341,16 +343,16 @@ def test_explain_page_takes_any_file_and_says_what_is_wrong(name, data):
 def test_camera_input_with_bad_bytes_gets_a_clear_error(bad_files, detectable_faces, name):
     # A browser sends a JPEG; a broken or hostile client may send anything as the camera's photo.
     at = open_app()
-    at.radio(key="predict_source").set_value("Take a photo")
+    at.radio(key=Key.PREDICT_SOURCE).set_value("Take a photo")
     at.run()
-    at.camera_input(key="camera").set_value(("camera.jpg", bad_files[name][0], "image/jpeg"))
+    at.camera_input(key=Key.CAMERA).set_value(("camera.jpg", bad_files[name][0], "image/jpeg"))
     at.run()
     assert_survived(at)
     errors = texts(at.error)
     assert len(errors) == 1 and errors[0].replace("\\", "").startswith("camera.jpg "), errors
 
     shot, _ = make_photo(detectable_faces[:1], size=(640, 480))
-    at.camera_input(key="camera").set_value(("camera.jpg", encode(shot), "image/jpeg"))
+    at.camera_input(key=Key.CAMERA).set_value(("camera.jpg", encode(shot), "image/jpeg"))
     at.run()
     assert_survived(at)
     assert "1 face found" in texts(at.subheader) and not at.error
@@ -359,15 +361,15 @@ def test_camera_input_with_bad_bytes_gets_a_clear_error(bad_files, detectable_fa
 @pytest.mark.parametrize("name", ["notes.jpg", "bomb.png", "dot.png", "drawing.png"])
 def test_explain_page_upload_gets_a_clear_error(bad_files, group, name):
     data, message = bad_files[name]
-    at = open_app("pages/explain.py")
-    at.radio(key="explain_source").set_value("Upload a photo")
+    at = open_app(navigation.EXPLAIN)
+    at.radio(key=Key.EXPLAIN_SOURCE).set_value("Upload a photo")
     at.run()
-    at.file_uploader(key="explain_upload").set_value((name, data, mime_of(name)))
+    at.file_uploader(key=Key.EXPLAIN_UPLOAD).set_value((name, data, mime_of(name)))
     at.run()
     assert_survived(at)
     assert any(re.search(message, e.replace("\\", "")) for e in texts(at.error)), texts(at.error)
 
-    at.file_uploader(key="explain_upload").set_value(("group.jpg", group[2], "image/jpeg"))
+    at.file_uploader(key=Key.EXPLAIN_UPLOAD).set_value(("group.jpg", group[2], "image/jpeg"))
     at.run()
     assert_survived(at)
     assert not at.error
@@ -392,8 +394,8 @@ NOT_FOUND = "Dataset folder not found: {} (from {})."
 def test_dataset_folder_setting_with_bad_paths(monkeypatch, tmp_path, folder, message):
     monkeypatch.setenv("FER_ALLOW_DATA_DIR_SETTING", "1")  # the field is shown only where the operator allows it
     no_dataset = NOT_FOUND.format(tmp_path / "no-dataset", "FER_DATA_DIR")  # the isolated fixture's FER_DATA_DIR
-    at = open_app("pages/dataset.py")
-    at.text_input(key="data_dir").set_value(folder)
+    at = open_app(navigation.DATASET)
+    at.text_input(key=Key.DATA_DIR).set_value(folder)
     at.run()
     assert_survived(at)
     assert at.title[0].value == "Dataset explorer"
@@ -401,7 +403,7 @@ def test_dataset_folder_setting_with_bad_paths(monkeypatch, tmp_path, folder, me
     problem = location_problem(at)
     assert problem.startswith(message or no_dataset), problem
     # Back to an empty field: the server's FER_DATA_DIR, which has no images either; still a clear message.
-    at.text_input(key="data_dir").set_value("")
+    at.text_input(key=Key.DATA_DIR).set_value("")
     at.run()
     assert_survived(at)
     problem = location_problem(at)

@@ -5,6 +5,7 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app.session import Key
 from fer.checkpoint import CARD_NAME
 from fer.cli import main as cli
 from fer.config import DEFAULT_WEIGHTS
@@ -36,7 +37,7 @@ def test_app_shows_a_clear_message_for_broken_weights(kind, message, tampered, t
     monkeypatch.setenv("FER_NO_WARMUP", "1")
     at = AppTest.from_file("../streamlit_app.py", default_timeout=180)
     at.run()
-    at.radio(key="predict_source").set_value("Try a sample photo")
+    at.radio(key=Key.PREDICT_SOURCE).set_value("Try a sample photo")
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     assert any(message in e.value for e in at.error), [e.value for e in at.error]

@@ -5,7 +5,7 @@ under an audit hook that records every file opened for writing. The same promise
 (`streamlit run`, a real upload over HTTP from Chromium) is in tests/e2e/test_privacy_served.py.
 Both also compare the working directory, the temp dir and the home cache dirs (~/.cache, ~/.streamlit)
 before and after, and look for the photo's file name in every new file (and in the server's log). The only
-place the app may write is the documented dataset prediction cache (app.browse.cache_dir(), which holds
+place the app may write is the documented dataset prediction cache (fer.browse.cache_dir(), which holds
 probabilities for dataset splits, never images).
 
 Start-up writes (the model's first load, matplotlib's font cache, torch's empty inductor cache folder,
@@ -25,6 +25,8 @@ import pytest
 from conftest import encode, make_photo
 from e2e.footprint import WRITE_FLAGS, changed, is_allowed, mentions, phone_sized_png, snapshot, watched_dirs
 
+from app import navigation
+from app.session import Key
 from fer import browse
 
 pytestmark = pytest.mark.slow  # the real model and dataset end to end (AppTest, training, calibration)
@@ -86,16 +88,16 @@ def test_app_keeps_uploads_and_camera_photos_in_memory(
 
     at = AppTest.from_file("../streamlit_app.py", default_timeout=240)
     at.run()  # start-up: the model and the first page
-    at.radio(key="predict_source").set_value("Try a sample photo")
+    at.radio(key=Key.PREDICT_SOURCE).set_value("Try a sample photo")
     at.run()
     assert not at.exception
     before = snapshot(watched_dirs(temp_dir), allowed)
     try:
         recorder.events.clear()
         recorder.recording = True
-        at.radio(key="predict_source").set_value("Upload photos")
+        at.radio(key=Key.PREDICT_SOURCE).set_value("Upload photos")
         at.run()
-        at.file_uploader(key="uploads").set_value(
+        at.file_uploader(key=Key.UPLOADS).set_value(
             [
                 (f"{marker}-a.png", big_png, "image/png"),
                 (f"{marker}-b.jpg", encode(photo_with_faces[0]), "image/jpeg"),
@@ -104,16 +106,16 @@ def test_app_keeps_uploads_and_camera_photos_in_memory(
         at.run()
         assert not at.exception, [e.message for e in at.exception]
         assert "2 photos" in [s.value for s in at.subheader]
-        at.selectbox(key="cam_method").set_value("Score-CAM")
+        at.selectbox(key=Key.CAM_METHOD).set_value("Score-CAM")
         at.run()
-        at.radio(key="predict_source").set_value("Take a photo")
+        at.radio(key=Key.PREDICT_SOURCE).set_value("Take a photo")
         at.run()
         shot, _ = make_photo(detectable_faces[:1], size=(640, 480))
-        at.camera_input(key="camera").set_value(("camera.jpg", encode(shot), "image/jpeg"))
+        at.camera_input(key=Key.CAMERA).set_value(("camera.jpg", encode(shot), "image/jpeg"))
         at.run()
         assert not at.exception, [e.message for e in at.exception]
         assert "1 face found" in [s.value for s in at.subheader]
-        at.switch_page("pages/explain.py")
+        at.switch_page(navigation.EXPLAIN)
         at.run()
         assert not at.exception, [e.message for e in at.exception]
         assert "Faithfulness compared" in [s.value for s in at.subheader]

@@ -49,9 +49,10 @@ def test_the_quick_start_makes_a_virtual_environment_before_it_installs():
     quick_start = readme[readme.index("## Quick start") :]
     venv = quick_start.index("python -m venv .venv && . .venv/bin/activate")
     assert venv < quick_start.index("pip install -r requirements.txt && streamlit run streamlit_app.py")
-    assert venv < quick_start.index("pip install -r requirements-dev.txt && python -m ruff check . && python -m pytest")
+    checks = "python -m ruff check . && lint-imports && python -m pytest"  # what CI runs, as the README says
+    assert venv < quick_start.index(f"pip install -r requirements-dev.txt && {checks}")
     ci = (PROJECT_ROOT / ".ci" / "run").read_text()
-    assert "pip install -q -r requirements-dev.txt && python -m ruff check . && python -m pytest" in ci
+    assert f"pip install -q -r requirements-dev.txt && {checks}" in ci
 
 
 def test_the_virtual_environment_is_ignored_by_git():

@@ -4,7 +4,7 @@ Every file the server process opens for writing while it handles a user's photos
 (tests/e2e/audited_streamlit.py); the working directory, the server's temp dir and the home cache
 dirs are compared before and after, and the photos' file names are looked for in every new file and
 in the server log. The only place the app may write is the dataset prediction cache
-(app.browse.cache_dir(): probabilities for dataset splits, never images). The same promise for the
+(fer.browse.cache_dir(): probabilities for dataset splits, never images). The same promise for the
 app in-process (AppTest, with a camera photo) is in tests/test_privacy.py.
 
 Start-up writes (the model's first load, matplotlib's font cache, torch's empty inductor cache folder,

@@ -1,23 +1,20 @@
 """Explain: one face, every saliency method side by side, each with a faithfulness score, and one map per class."""
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import numpy as np
 import streamlit as st
 
-from app import state, widgets
+from app import session, state, widgets
 from app.plots import faithfulness_bars, probability_bars
 from app.results import SAMPLE_CREDIT, SAMPLE_NAME, escape_markdown, in_reading_order
+from app.session import Key
 from fer.config import CLASSES
 from fer.explain import METHOD_HELP, METHODS, PER_CLASS_METHODS, RANDOM_MAPS, RANDOM_MARGIN, most_faithful, overlay
 from fer.images import MAX_FILE_BYTES
 from fer.metrics import score_text
 
 widgets.keep(
-    *("explain_source", "explain_predict_face", "explain_face_number", "explain_split", "explain_class"),
-    *("explain_number", "explain_target", "explain_layer", "explain_opacity", "explain_class_method"),
+    *(Key.EXPLAIN_SOURCE, Key.EXPLAIN_PREDICT_FACE, Key.EXPLAIN_FACE_NUMBER, Key.EXPLAIN_SPLIT, Key.EXPLAIN_CLASS),
+    *(Key.EXPLAIN_NUMBER, Key.EXPLAIN_TARGET, Key.EXPLAIN_LAYER, Key.EXPLAIN_OPACITY, Key.EXPLAIN_CLASS_METHOD),
 )  # this page's settings survive a visit to another page
 
 HELP = """
@@ -52,26 +49,26 @@ def points(change: float) -> str:
 def choose_face(tta: bool):
     """(title, face 48x48, probs) from the Predict page, an upload, the sample photo or the dataset;
     `tta`: the probabilities also read the mirrored face (the sidebar switch)."""
-    from_predict = st.session_state.get("predict_faces") or []
+    from_predict = session.faces_to_explain()
     sources = (["Faces from the Predict page"] if from_predict else []) + ["Upload a photo", "Sample photo"]
     root, _ = state.data_root()
     if root is not None:
         sources.append("A dataset image")
-    source = st.radio("Face to explain", sources, horizontal=True, key="explain_source")
+    source = st.radio("Face to explain", sources, horizontal=True, key=Key.EXPLAIN_SOURCE)
     if source == "Faces from the Predict page":
         index = st.selectbox(
-            "Face", range(len(from_predict)), format_func=lambda i: from_predict[i]["title"], key="explain_predict_face"
+            "Face", range(len(from_predict)), format_func=lambda i: from_predict[i].title, key=Key.EXPLAIN_PREDICT_FACE
         )
         chosen = from_predict[index or 0]
         # Re-read with the current switch: it may have changed since the Predict page ran (one face: milliseconds).
-        return chosen["title"], chosen["face"], state.classifier().with_tta(tta).predict_proba(chosen["face"])[0]
+        return chosen.title, chosen.face, state.face_probs(chosen.face, tta)
     if source == "A dataset image":
         return dataset_face(root, tta)
     if source == "Upload a photo":
         # No `type=` list: another kind of file reaches fer, which says what is wrong with it.
         file = st.file_uploader(
             "Upload a photo with a face",
-            key="explain_upload",
+            key=Key.EXPLAIN_UPLOAD,
             help=f"A JPEG, PNG, WebP, BMP or GIF photo up to {MAX_FILE_BYTES // 2**20} MB.",
         )
         if file is None:
@@ -95,7 +92,7 @@ def choose_face(tta: bool):
             "Face",
             range(len(result.faces)),
             format_func=lambda i: f"face {i + 1}: {result.faces[i].label}",
-            key="explain_face_number",
+            key=Key.EXPLAIN_FACE_NUMBER,
         )
         face = result.faces[index or 0]
     return f"{result.file}, face {face.index + 1}", face.face, face.probs
@@ -105,17 +102,16 @@ def dataset_face(root, tta: bool):
     splits = state.splits_in(root)
     left, middle, right = st.columns(3)
     default = splits.index("validation") if "validation" in splits else 0
-    split = left.selectbox("Split", splits, index=default, format_func=lambda s: s or "all", key="explain_split")
+    split = left.selectbox("Split", splits, index=default, format_func=lambda s: s or "all", key=Key.EXPLAIN_SPLIT)
     faces = state.load_split(str(root), split)
-    name = middle.selectbox("True class", CLASSES, key="explain_class")
-    index = np.flatnonzero(faces.labels == CLASSES.index(name))
+    name = middle.selectbox("True class", CLASSES, key=Key.EXPLAIN_CLASS)
+    index = state.class_images(str(root), split, name)
     if len(index) == 0:
         st.info(f"No {name} images in this split.")
         return None
-    number = right.number_input(f"Image (1 to {len(index)})", 1, len(index), key="explain_number")
+    number = right.number_input(f"Image (1 to {len(index)})", 1, len(index), key=Key.EXPLAIN_NUMBER)
     i = int(index[int(number) - 1])
-    probs = state.classifier().with_tta(tta).predict_proba(faces.images[i : i + 1])[0]
-    return f"{faces.keys[i]} (true: {name})", faces.images[i], probs
+    return f"{faces.keys[i]} (true: {name})", faces.images[i], state.face_probs(faces.images[i], tta)
 
 
 def render() -> None:
@@ -136,12 +132,12 @@ def render() -> None:
         return
     title, face, probs = chosen
     left, middle, right = st.columns([1, 2, 1])
-    target_name = left.selectbox("Explain which class", [widgets.PREDICTED, *CLASSES], key="explain_target")
+    target_name = left.selectbox("Explain which class", [widgets.PREDICTED, *CLASSES], key=Key.EXPLAIN_TARGET)
     target = widgets.targets_for(probs, target_name)[0]
     layers = widgets.layer_choices()
-    layer = middle.selectbox("Layer", layers, key="explain_layer")
-    st.session_state.setdefault("explain_opacity", 0.5)  # the default in the state, not the widget: kept across pages
-    opacity = right.slider("Heat-map opacity", 0.0, 1.0, step=0.05, key="explain_opacity")
+    layer = middle.selectbox("Layer", layers, key=Key.EXPLAIN_LAYER)
+    session.default(Key.EXPLAIN_OPACITY, 0.5)  # the default in the state, not the widget: kept across pages
+    opacity = right.slider("Heat-map opacity", 0.0, 1.0, step=0.05, key=Key.EXPLAIN_OPACITY)
 
     st.subheader(escape_markdown(title))
     face_column, chart_column = st.columns([1, 3], vertical_alignment="center")
@@ -227,7 +223,7 @@ def evidence_per_class(face: np.ndarray, probs: np.ndarray, layer: str, opacity:
     method = st.columns([1, 2])[0].selectbox(
         "Method",
         PER_CLASS_METHODS,
-        key="explain_class_method",
+        key=Key.EXPLAIN_CLASS_METHOD,
         help="Eigen-CAM is not offered here: it ignores the class and draws the same map for all four.",
     )
     with st.spinner(f"Computing {method} for each class..."):

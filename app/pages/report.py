@@ -1,9 +1,5 @@
 """Model report: what the shipped model does, how well, where it fails, and the data it learnt from."""
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import streamlit as st
 
 from app import state, widgets
@@ -23,7 +19,6 @@ from app.report import (
     model_details,
     per_class_rows,
     reliability_caption,
-    report_html,
     result_sentences,
     split_metrics,
     splits_with_metrics,
@@ -32,15 +27,10 @@ from app.report import (
     uncertainty_summary,
 )
 from app.results import escape_markdown
-from fer.checkpoint import weights_path
+from app.session import Key
 from fer.config import CLASSES
 
-widgets.keep("report_split")  # this page's settings survive a visit to another page
-
-
-def weights_bytes() -> int | None:
-    path = weights_path()
-    return path.stat().st_size if path.is_file() else None
+widgets.keep(Key.REPORT_SPLIT)  # this page's settings survive a visit to another page
 
 
 def metric_cards(items, per_row: int = 4) -> None:
@@ -51,11 +41,6 @@ def metric_cards(items, per_row: int = 4) -> None:
         for column, item in zip(st.columns(per_row), items[start : start + per_row], strict=False):
             column.metric(item.label, item.value, border=True)
             column.caption(item.detail)
-
-
-@st.cache_data(show_spinner=False, max_entries=2)
-def html_export(card: dict, size: int | None, reliability: dict | None) -> bytes:
-    return report_html(card, weights_bytes=size, reliability=reliability).encode("utf-8")
 
 
 def render() -> None:
@@ -72,13 +57,13 @@ def render() -> None:
         f"**{escape_markdown(card.get('name', 'The model'))}** recognises {', '.join(card.get('classes', CLASSES))} in faces. "
         f"Weights created {escape_markdown(card.get('created', 'on an unknown date'))}, sha256 `{str(card.get('weights_sha256', ''))[:12]}`."
     )
-    size = weights_bytes()
+    size = state.weights_size()
     reliability = stored_reliability(card)
     if reliability is None and "validation" in splits_with_metrics(card):
         reliability = state.validation_reliability()
     st.download_button(
         "Download the report (HTML)",
-        html_export(card, size, reliability),
+        state.report_download(card, size, reliability),
         file_name="fer-model-report.html",
         mime="text/html",
         on_click="ignore",
@@ -105,7 +90,7 @@ def render() -> None:
     splits = splits_with_metrics(card)
     if splits:
         st.header("Results by class")
-        split = st.radio("Split", splits, horizontal=True, key="report_split")
+        split = st.radio("Split", splits, horizontal=True, key=Key.REPORT_SPLIT)
         metrics = split_metrics(card, split)
         st.caption(
             f"{metrics.get('n', 0):,} images of the {split} split, against {metrics.get('truth', 'their labels')}. "

@@ -1,19 +1,15 @@
 """Predict (home): photos in, every face boxed with its emotion, probabilities and saliency map.
 
 Every upload, one photo or many or .zip archives of photos, goes through fer.batch with a progress
-bar; several photos give a gallery, one table of every face and one CSV. All of it stays in memory.
+bar (app.state.classify); several photos give a gallery, one table of every face and one CSV. All of
+it stays in memory.
 """
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 from functools import partial
-from typing import NamedTuple
 
 import streamlit as st
 
-from app import state, widgets
+from app import session, state, widgets
 from app.plots import probability_bars
 from app.report import PERCENT_FORMAT
 from app.results import (
@@ -21,24 +17,23 @@ from app.results import (
     SAMPLE_CREDIT,
     SAMPLE_NAME,
     UNCERTAIN_TEXT,
-    ShownPhoto,
+    Photo,
     escape_markdown,
     face_title,
     faces_table,
-    for_display,
     is_uncertain,
     jpeg_to_png,
     people_would_say,
 )
-from fer.batch import MAX_ZIP_MEMBERS, is_archive_name, predict_batch
+from app.session import FaceToExplain, Key, Source
+from fer.batch import MAX_ZIP_MEMBERS
 from fer.config import CLASSES
 from fer.explain import overlay
 from fer.images import MAX_FILE_BYTES
 from fer.record import PROB_COLUMNS, csv_bytes, results_json
 
-widgets.keep("predict_source")  # this page's settings survive a visit to another page
+widgets.keep(Key.PREDICT_SOURCE)  # this page's settings survive a visit to another page
 
-SOURCES = ("Upload photos", "Take a photo", "Try a sample photo")
 MAX_FACE_CARDS = 12  # more faces are still in the table and the downloads
 GALLERY_SIZE = 48  # photos shown in the gallery; every photo is in the table, the downloads and the list
 MAX_WARNINGS = 20  # files that could not be read, listed one by one; all are in the CSV's error column
@@ -49,108 +44,63 @@ UPLOAD_HELP = (
 )
 
 
-class Photo(NamedTuple):
-    key: str  # names the photo across reruns (from its bytes)
-    shown: ShownPhoto
-    data: bytes | None  # the file as given, to classify it again as a whole (None for a member of a zip)
-
-
 def photo_inputs() -> list[tuple[str, bytes]]:
     """(name, bytes) of every file the user gave, kept in memory only."""
-    source = st.radio("Photo source", SOURCES, horizontal=True, key="predict_source")
-    if source == "Upload photos":
+    source = st.radio("Photo source", Source.ALL, horizontal=True, key=Key.PREDICT_SOURCE)
+    if source == Source.UPLOAD:
         # No `type=` list: a file of another type reaches fer, which says what is wrong with it,
         # instead of being refused by the widget without a word about why.
         files = st.file_uploader(
             "Upload photos of faces, or .zip archives of photos",
             accept_multiple_files=True,
-            key="uploads",
+            key=Key.UPLOADS,
             help=UPLOAD_HELP,
-            on_change=partial(forget_kept, source),
+            on_change=partial(session.forget_inputs, source),
         )
         return kept_across_pages(source, [(file.name, file.getvalue()) for file in files or []])
-    if source == "Take a photo":
+    if source == Source.CAMERA:
         shot = st.camera_input(
             "Camera",
-            key="camera",
+            key=Key.CAMERA,
             help="Allow the browser to use your camera, then press the button to take the photo.",
-            on_change=partial(forget_kept, source),
+            on_change=partial(session.forget_inputs, source),
         )
         return kept_across_pages(source, [("camera.jpg", shot.getvalue())] if shot else [])
     st.caption(SAMPLE_CREDIT)
     return [(SAMPLE_NAME, state.sample_photo())]
 
 
-def forget_kept(source: str) -> None:
-    """The user added, removed or retook files: what the widget holds now is what counts."""
-    st.session_state.get("kept_inputs", {}).pop(source, None)
-
-
 def kept_across_pages(source: str, given: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """The files given, or those given before a visit to another page.
 
     Streamlit empties upload and camera widgets when the user opens another page, and they cannot be
-    refilled; the files are kept in this session's memory (never on disk) until the user changes them.
+    refilled; the files are kept in this session's memory (never on disk) until the user changes them
+    (the widgets' on_change forgets them).
     """
-    kept = st.session_state.setdefault("kept_inputs", {})
     if given:
-        kept[source] = given
+        session.keep_inputs(source, given)
         return given
-    if not kept.get(source):
+    kept = session.kept_inputs(source)
+    if not kept:
         return []
-    count = len(kept[source])
+    count = len(kept)
     with st.container(horizontal=True, vertical_alignment="center"):
         st.caption(
             f"Showing the {'photo' if count == 1 else f'{count} files'} you gave earlier, kept in this session's "
             "memory (the upload box empties when you leave it). Upload or take new ones to replace them."
         )
-        st.button("Clear", key=f"clear-{source}", on_click=partial(forget_kept, source), icon=":material/close:")
-    return kept[source]
-
-
-def classify(files: list[tuple[str, bytes]], tta: bool) -> list[Photo]:
-    """Every photo, and every photo inside a zip, through fer.batch; done once per set of files in a session."""
-    signature = (state.weights_stamp(), tta, tuple((name, state.digest(data)) for name, data in files))
-    done = st.session_state.get("predicted")
-    if done is not None and done[0] == signature:
-        return done[1]
-    bar = st.progress(0.0, text="Finding and classifying faces...")
-    photos = []
-    for n, (name, data) in enumerate(files):
-
-        def progress(finished: int, total: int, file: str, n=n) -> None:
-            count = f" ({finished:,} of {total:,})" if total > 1 else ""
-            bar.progress((n + finished / total) / len(files), text=f"Classified {escape_markdown(file)}{count}")
-
-        shown = predict_batch(state.predictor(tta), [(name, data)], progress=progress, keep=for_display)
-        key = state.digest(data)
-        if is_archive_name(name):
-            photos += [Photo(f"{key}-{i}", member, None) for i, member in enumerate(shown)]
-        else:
-            photos.append(Photo(key, shown[0], data))
-    bar.empty()
-    # Kept in this session's memory only, and dropped as soon as the files are removed (see render).
-    st.session_state["predicted"] = (signature, photos)
-    return photos
-
-
-def with_whole_images(photos: list[Photo], tta: bool) -> list[Photo]:
-    """Photos the user asked to classify as one face, classified so."""
-    whole = st.session_state.get("whole_image", set())
-    return [
-        photo._replace(shown=state.photo_for_display(photo.data, photo.shown.result.file, detect=False, tta=tta))
-        if photo.data is not None and photo.key in whole
-        else photo
-        for photo in photos
-    ]
+        st.button(
+            "Clear", key=f"clear-{source}", on_click=partial(session.forget_inputs, source), icon=":material/close:"
+        )
+    return kept
 
 
 def whole_image_button(key: str) -> None:
-    def remember():
-        st.session_state.setdefault("whole_image", set()).add(key)
-
     st.button(
-        "Classify the whole image as one face", key=f"whole-{key}", on_click=remember, icon=":material/crop_free:"
+        "Classify the whole image as one face",
+        key=f"whole-{key}",
+        on_click=partial(session.classify_whole, key),
+        icon=":material/crop_free:",
     )
 
 
@@ -200,7 +150,7 @@ def photo_view(photo: Photo, settings, single: bool = True) -> None:
     with right:
         found = len(result.faces)
         if found:
-            whole = photo.key in st.session_state.get("whole_image", set())
+            whole = photo.key in session.whole_images()
             st.subheader("Whole image classified as one face" if whole else f"{found} face{'s' * (found != 1)} found")
             for face in result.faces[:MAX_FACE_CARDS]:
                 badge = f" · {UNCERTAIN_TEXT}" if is_uncertain(face) else ""
@@ -326,21 +276,18 @@ def render() -> None:
     settings = widgets.cam_settings()
     files = photo_inputs()
     if not files:
-        # The files are gone: so are their results, and the faces offered to the Explain page.
-        for key in ("predicted", "predict_faces"):
-            st.session_state.pop(key, None)
+        session.forget_photos()  # the files are gone: so are their results, and the faces offered to Explain
         st.info(
             "Upload one or more photos, take one with your camera, or pick the sample photo above to see the app at work.",
             icon=":material/add_photo_alternate:",
         )
         return
-    photos = with_whole_images(classify(files, tta), tta)
-    st.session_state["predict_faces"] = [
-        # The Explain page reads the probabilities itself, with its own mirror setting.
-        {"title": f"{photo.shown.result.file}, face {face.index + 1}", "face": face.face}
+    photos = state.with_whole_images(state.classify(files, tta), tta)
+    session.hand_faces_to_explain(  # the Explain page reads the probabilities itself, with its own mirror setting
+        FaceToExplain(f"{photo.shown.result.file}, face {face.index + 1}", face.face)
         for photo in photos
         for face in photo.shown.result.faces
-    ][:50]
+    )
     if len(photos) == 1:
         photo_view(photos[0], settings)
         return
@@ -348,7 +295,7 @@ def render() -> None:
     names = [f"{i + 1}. {photo.shown.result.file}" for i, photo in enumerate(photos)]
     first_read = next((i for i, photo in enumerate(photos) if not photo.shown.result.error), 0)
     chosen = st.selectbox(
-        "Photo to inspect", range(len(photos)), index=first_read, format_func=lambda i: names[i], key="inspect_photo"
+        "Photo to inspect", range(len(photos)), index=first_read, format_func=lambda i: names[i], key=Key.INSPECT_PHOTO
     )
     photo = photos[chosen if chosen is not None and chosen < len(photos) else 0]
     st.divider()

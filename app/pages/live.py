@@ -4,15 +4,12 @@ Frames go from the browser to this server over WebRTC and back with labels; they
 stream's state, smoothing and Freeze live in app/video.py.
 """
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import streamlit as st
 
-from app import video, widgets
+from app import navigation, session, video, widgets
+from app.session import Key
 
-widgets.keep("live_smoothing")
+widgets.keep(Key.LIVE_SMOOTHING)
 
 NO_CAMERA = (
     "No camera, or the browser was not allowed to use it? Allow the camera for this site in the browser's "
@@ -20,19 +17,19 @@ NO_CAMERA = (
 )
 
 
-def camera(session) -> object:
+def camera(live) -> object:
     from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
     servers = video.ice_servers()
     return webrtc_streamer(
-        key="live",
+        key=Key.LIVE_STREAM,
         mode=WebRtcMode.SENDRECV,
         # No outside STUN/TURN server unless FER_ICE_SERVERS names one: on one machine (localhost) and a
         # local network the browser and the server connect directly.
         frontend_rtc_configuration={"iceServers": servers},
         server_rtc_configuration={"iceServers": servers},
         media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False},
-        video_frame_callback=video.frame_callback(session),
+        video_frame_callback=video.frame_callback(live),
         async_processing=True,  # frames that arrive while one is processed are dropped, not queued
         translations={
             "media_api_not_available": "This browser gives no camera access here. " + NO_CAMERA,
@@ -42,15 +39,15 @@ def camera(session) -> object:
     )
 
 
-def live_panel(session, playing: bool) -> None:
+def live_panel(live, playing: bool) -> None:
     """Frame rate, delay and the largest face's timeline (refreshed every second while the camera plays)."""
-    fps, delay = session.rates()
-    if session.error:
-        st.error(session.error, icon=":material/error:")
+    fps, delay = live.rates()
+    if live.error:
+        st.error(live.error, icon=":material/error:")
     left, middle = st.columns(2)
     left.metric("Processed frames per second", f"{fps:.1f}" if fps else "–")
     middle.metric("Delay per processed frame", f"{delay:.0f} ms" if delay else "–")
-    times, probs, window = session.recent()
+    times, probs, window = live.recent()
     if len(times):
         st.plotly_chart(
             video.timeline_figure(times, probs, "Largest face, last 30 s", height=240, window=window),
@@ -62,7 +59,7 @@ def live_panel(session, playing: bool) -> None:
 
 
 def frozen() -> None:
-    kept = st.session_state.get("live_frozen")
+    kept = session.frozen()
     if not kept:
         return
     picture, result = kept
@@ -71,9 +68,9 @@ def frozen() -> None:
     for face in result.faces:
         st.markdown(f"**Person {face.person}**: {face.label} ({face.confidence:.0%})")
     with st.container(horizontal=True):
-        st.page_link("pages/predict.py", label="Open it on the Predict page", icon=":material/photo_camera:")
+        st.page_link(navigation.PREDICT, label="Open it on the Predict page", icon=":material/photo_camera:")
         if result.faces:
-            st.page_link("pages/explain.py", label="Explain its faces", icon=":material/visibility:")
+            st.page_link(navigation.EXPLAIN, label="Explain its faces", icon=":material/visibility:")
 
 
 def render() -> None:
@@ -82,25 +79,25 @@ def render() -> None:
         "Press **Start** and allow the camera: every face is boxed and labelled as frames are processed. "
         "Frames are analysed in this server's memory and never stored."
     )
-    session = video.live_session()
-    st.session_state.setdefault("live_smoothing", session.smoothing)
-    session.smoothing = st.slider(
+    live = video.live_session()
+    session.default(Key.LIVE_SMOOTHING, live.smoothing)
+    live.smoothing = st.slider(
         "Smoothing",
         0.0,
         0.95,
         step=0.05,
-        key="live_smoothing",
+        key=Key.LIVE_SMOOTHING,
         help="How much each face's probabilities keep of the previous frames (an exponential moving average): "
         "0 shows each frame on its own (jumpy), 0.9 changes slowly (steady, but late).",
     )
     st.caption(
-        f"Smoothing {session.smoothing:.2f}: each shown probability is {1 - session.smoothing:.0%} this frame "
-        f"and {session.smoothing:.0%} the previous shown value."
+        f"Smoothing {live.smoothing:.2f}: each shown probability is {1 - live.smoothing:.0%} this frame "
+        f"and {live.smoothing:.0%} the previous shown value."
     )
-    session.prepare()
+    live.prepare()
     playing = False
     if video.stream_served():
-        playing = bool(camera(session).state.playing)
+        playing = bool(camera(live).state.playing)
     else:
         st.info(
             "The camera stream needs the served app (`streamlit run streamlit_app.py`).", icon=":material/videocam_off:"
@@ -111,11 +108,11 @@ def render() -> None:
         icon=":material/pause:",
         help="Send the current frame to the Predict and Explain pages.",
         on_click=video.freeze,
-        args=(session,),
+        args=(live,),
     )
-    if st.session_state.pop(video.FREEZE_FAILED, False):
+    if session.take_freeze_failed():
         st.warning("No frame has been processed yet: start the camera first.", icon=":material/videocam_off:")
-    st.fragment(live_panel, run_every=1.0 if playing else None)(session, playing)
+    st.fragment(live_panel, run_every=1.0 if playing else None)(live, playing)
     frozen()
 
 

@@ -1,13 +1,10 @@
 """Dataset: browse a split through the model's eyes, dig into the confusion matrix, spot bad labels."""
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import numpy as np
 import streamlit as st
 
-from app import state, widgets
+from app import dataset, session, state, widgets
+from app.dataset import ANY
 from app.plots import (
     CONFUSION_SELECTION,
     class_balance_bars,
@@ -17,18 +14,16 @@ from app.plots import (
 )
 from app.report import PERCENT_FORMAT, per_class_rows, split_metrics, splits_with_metrics, truths
 from app.results import escape_markdown
-from fer import browse
-from fer.config import CLASSES, DEFAULT_DATA_DIR, environment
-from fer.data import vote_summary
+from app.session import Key
+from fer.browse import VERDICTS
+from fer.config import CLASSES, SPLITS
 from fer.explain import DEFAULT_METHOD, overlay
-from fer.metrics import compute_metrics
 
 widgets.keep(
-    *("data_dir", "ds_split", "ds_view", "ds_true", "ds_pred", "ds_verdict", "ds_flagged", "ds_cams", "ds_page"),
-    *("ds_card_split", "ds_card_view", "ds_truth"),
+    *(Key.DATA_DIR, Key.DS_SPLIT, Key.DS_VIEW, Key.DS_TRUE, Key.DS_PRED, Key.DS_VERDICT, Key.DS_FLAGGED),
+    *(Key.DS_CAMS, Key.DS_PAGE, Key.DS_CARD_SPLIT, Key.DS_CARD_VIEW, Key.DS_TRUTH),
 )  # this page's settings survive a visit to another page
 
-ANY = "any"
 PAGE_SIZE = 24
 PER_ROW = 8
 VIEWS = ("Counts", "Share of true class")
@@ -53,10 +48,10 @@ def dataset_setting(problem: str | None) -> None:
             return
         st.text_input(
             "Dataset folder",
-            key="data_dir",
-            placeholder=str(environment().data_dir or DEFAULT_DATA_DIR),
-            help="A folder with train/validation/test split folders, each holding happy/sad/surprise/neutral folders "
-            "(or just the four class folders). Empty: FER_DATA_DIR, else ../shared/data/Facial_emotion_images.",
+            key=Key.DATA_DIR,
+            placeholder=state.data_dir_placeholder(),
+            help=f"A folder with {'/'.join(SPLITS)} split folders, each holding {'/'.join(CLASSES)} folders "
+            "(or just the class folders). Empty: FER_DATA_DIR, else ../shared/data/Facial_emotion_images.",
         )
         st.caption(
             "This field is shown because the server was started with `FER_ALLOW_DATA_DIR_SETTING=1`: anyone "
@@ -78,14 +73,14 @@ def without_dataset() -> None:
         st.warning("The model card has no stored metrics either: train and card the model with `python -m fer card`.")
         return
     st.header("Stored results")
-    split = st.radio("Split", splits, horizontal=True, key="ds_card_split")
+    split = st.radio("Split", splits, horizontal=True, key=Key.DS_CARD_SPLIT)
     truth = truth_setting(truths(card, split))
     metrics = split_metrics(card, split, truth)
     show_headline(metrics, flagged=None)
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader("Confusion matrix")
-        normalise = st.radio("Show", VIEWS, horizontal=True, key="ds_card_view") == VIEWS[1]
+        normalise = st.radio("Show", VIEWS, horizontal=True, key=Key.DS_CARD_VIEW) == VIEWS[1]
         st.plotly_chart(confusion_heatmap(metrics["confusion_matrix"], normalise=normalise), key="card-confusion")
     with right:
         st.subheader("Per-class precision, recall and F1")
@@ -125,39 +120,27 @@ def show_headline(metrics: dict, flagged: int | None, unlabelled: int | None = N
 def truth_setting(available) -> str:
     """Which labels count as the truth: the crowd's (the default, where there are votes) or the folder's."""
     available = [t for t in TRUTHS if t in available]
-    if st.session_state.get("ds_truth") not in available:
-        st.session_state["ds_truth"] = available[0]
+    session.keep_within(Key.DS_TRUTH, available, available[0])
     return st.radio(
         "Truth",
         available,
         horizontal=True,
-        key="ds_truth",
+        key=Key.DS_TRUTH,
         format_func=TRUTHS.get,
         help="The crowd's label is the most-voted of the ten FERPlus votes per face (ten people), where it is one "
         "of the four classes; the folder label is FER2013's original label, given by one person.",
     )
 
 
-def on_cell_click() -> None:
-    """A click on a confusion-matrix cell selects that true/predicted pair in the filters below."""
-    event = st.session_state.get("ds_confusion") or {}
-    selection = (event.get("selection") or {}).get(CONFUSION_SELECTION) or []
-    if selection:
-        st.session_state["ds_true"] = selection[0].get("true", ANY)
-        st.session_state["ds_pred"] = selection[0].get("predicted", ANY)
-        st.session_state["ds_verdict"] = "all"
-        st.session_state["ds_page"] = 1
-
-
 def confusion_section(metrics: dict, split: str) -> None:
     left, right = st.columns(2, gap="large")
     with left:
         st.subheader("Confusion matrix")
-        normalise = st.radio("Show", VIEWS, horizontal=True, key="ds_view") == VIEWS[1]
+        normalise = st.radio("Show", VIEWS, horizontal=True, key=Key.DS_VIEW) == VIEWS[1]
         st.altair_chart(
             confusion_chart(metrics["confusion_matrix"], normalise=normalise),
-            key="ds_confusion",
-            on_select=on_cell_click,
+            key=Key.DS_CONFUSION,
+            on_select=dataset.select_cell,
             selection_mode=CONFUSION_SELECTION,
             width="stretch",
         )
@@ -177,36 +160,26 @@ def confusion_section(metrics: dict, split: str) -> None:
 
 
 def balance_section(root) -> None:
-    from fer.data import list_images
-
-    balance = {}
-    for split in state.splits_in(root):
-        _, labels = list_images(root / split if split else root)
-        balance[split or "all"] = {name: labels.count(i) for i, name in enumerate(CLASSES)}
     st.subheader("Class balance")
-    st.plotly_chart(class_balance_bars(balance), key="ds-balance")
-
-
-def first_page() -> None:
-    st.session_state["ds_page"] = 1
+    st.plotly_chart(class_balance_bars(state.class_balance(str(root))), key="ds-balance")
 
 
 def filters() -> dict:
     columns = st.columns([1, 1, 1.6, 1.1, 1.3], vertical_alignment="bottom")
-    true = columns[0].selectbox("True class", [ANY, *CLASSES], key="ds_true", on_change=first_page)
-    predicted = columns[1].selectbox("Predicted class", [ANY, *CLASSES], key="ds_pred", on_change=first_page)
+    true = columns[0].selectbox("True class", [ANY, *CLASSES], key=Key.DS_TRUE, on_change=dataset.first_page)
+    predicted = columns[1].selectbox("Predicted class", [ANY, *CLASSES], key=Key.DS_PRED, on_change=dataset.first_page)
     verdict = columns[2].selectbox(
         "Verdict",
-        browse.VERDICTS,
-        key="ds_verdict",
-        on_change=first_page,
+        VERDICTS,
+        key=Key.DS_VERDICT,
+        on_change=dataset.first_page,
         help="Most confident mistakes: wrong, highest confidence first. Least confident: all, lowest confidence first.",
     )
     flagged = columns[3].toggle(
-        "Only flagged", key="ds_flagged", on_change=first_page, help="Exact duplicates or conflicting labels."
+        "Only flagged", key=Key.DS_FLAGGED, on_change=dataset.first_page, help="Exact duplicates or conflicting labels."
     )
     cams = columns[4].toggle(
-        "Show Grad-CAM", key="ds_cams", help="Overlay the Grad-CAM map of the predicted class on each image."
+        "Show Grad-CAM", key=Key.DS_CAMS, help="Overlay the Grad-CAM map of the predicted class on each image."
     )
     return {
         "true": None if true == ANY else true,
@@ -217,37 +190,12 @@ def filters() -> dict:
     }
 
 
-def true_name(label: int) -> str:
-    return CLASSES[label] if label >= 0 else "no crowd label"
-
-
-def browse_section(faces, labels, probs, flags, votes) -> None:
-    """`labels`: the chosen truth's (below 0 where the crowd gave none); `votes`: (N, 10) counts or None."""
+def browse_section(data: dataset.Split, labels) -> None:
+    """`labels`: the chosen truth's (below 0 where the crowd gave none)."""
     st.subheader("Browse images")
     chosen = filters()
-    flagged_mask = np.array([bool(f) for f in flags])
-    index = browse.select(
-        labels,
-        probs,
-        true=chosen["true"],
-        predicted=chosen["predicted"],
-        verdict=chosen["verdict"],
-        only=flagged_mask if chosen["flagged"] else None,
-    )
-    describe = (
-        " · ".join(
-            part
-            for part in (
-                f"true {chosen['true']}" if chosen["true"] else "",
-                f"predicted {chosen['predicted']}" if chosen["predicted"] else "",
-                chosen["verdict"] if chosen["verdict"] != "all" else "",
-                "flagged only" if chosen["flagged"] else "",
-            )
-            if part
-        )
-        or "all images"
-    )
-    st.markdown(f"**{len(index):,} images** match: {describe}.")
+    index = dataset.select(data, labels, chosen)
+    st.markdown(f"**{len(index):,} images** match: {dataset.describe(chosen)}.")
     if len(index) == 0:
         st.info(
             "No image matches these filters: widen them, or click another cell of the confusion matrix.",
@@ -255,10 +203,10 @@ def browse_section(faces, labels, probs, flags, votes) -> None:
         )
         return
     pages = max(1, -(-len(index) // PAGE_SIZE))
-    if st.session_state.get("ds_page", 1) > pages:
-        st.session_state["ds_page"] = 1
-    page = st.number_input(f"Page (of {pages})", 1, pages, key="ds_page") if pages > 1 else 1
+    session.keep_within(Key.DS_PAGE, range(1, pages + 1), 1)
+    page = st.number_input(f"Page (of {pages})", 1, pages, key=Key.DS_PAGE) if pages > 1 else 1
     shown = index[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    faces, probs = data.faces, data.probs
     preds = probs.argmax(axis=1)
     if chosen["cams"]:  # Grad-CAM on the last stage, as the toggle says (fast: a page of 24 in a few seconds)
         maps = state.cams(faces.images[shown], DEFAULT_METHOD, preds[shown], widgets.layer_choices()[0])
@@ -268,32 +216,22 @@ def browse_section(faces, labels, probs, flags, votes) -> None:
                 break
             i = shown[start + offset]
             cam = maps[start + offset] if chosen["cams"] else np.zeros((48, 48))
-            mark = " :material/warning:" if flags[i] else ""
+            mark = " :material/warning:" if data.flags[i] else ""
             column.image(
                 overlay(faces.images[i], cam, 0.5 if chosen["cams"] else 0.0, size=144),
-                caption=f"{true_name(labels[i])} → {CLASSES[preds[i]]} {probs[i].max():.0%}{mark}",
+                caption=f"{dataset.true_name(labels[i])} → {CLASSES[preds[i]]} {probs[i].max():.0%}{mark}",
                 width="stretch",
             )
-            if votes is not None:
-                column.caption(f"crowd: {vote_summary(votes[i]) or 'no votes'}")
+            if data.votes is not None:
+                column.caption(f"crowd: {dataset.vote_text(data.votes[i])}")
     st.caption(
         "Caption: true class → predicted class and its probability; :material/warning: marks a flagged image. "
-        + ("Below each face: the ten FERPlus votes." if votes is not None else "")
+        + ("Below each face: the ten FERPlus votes." if data.votes is not None else "")
     )
-    table = {  # percentages (85.2 for 85.2%), shown with one decimal like every table of the app
-        "image": [faces.keys[i] for i in index],
-        "true": [true_name(labels[i]) for i in index],
-        "folder label": [CLASSES[faces.labels[i]] for i in index],
-        "predicted": [CLASSES[preds[i]] for i in index],
-        "confidence": [float(probs[i].max()) * 100 for i in index],
-        **{name: [float(probs[i, k]) * 100 for i in index] for k, name in enumerate(CLASSES)},
-        **({"crowd votes": [vote_summary(votes[i]) for i in index]} if votes is not None else {}),
-        "flag": [flags[i] for i in index],
-    }
-    st.dataframe(
-        table,
+    st.dataframe(  # percentages (85.2 for 85.2%), shown with one decimal like every table of the app
+        dataset.table(data, labels, index),
         hide_index=True,
-        key="ds_table",
+        key=Key.DS_TABLE,
         column_config={
             "confidence": st.column_config.ProgressColumn(
                 "confidence", format=PERCENT_FORMAT, min_value=0, max_value=100
@@ -315,31 +253,24 @@ def render() -> None:
         return
     tta = widgets.tta_setting()  # the split is classified as the other pages classify a face
     splits = state.splits_in(root)
-    default = splits.index("validation") if "validation" in splits else 0
-    if st.session_state.get("ds_split") not in splits:
-        st.session_state["ds_split"] = splits[default]
-    split = st.radio("Split", splits, horizontal=True, key="ds_split", format_func=lambda s: s or "all images")
+    session.keep_within(Key.DS_SPLIT, splits, splits[splits.index("validation") if "validation" in splits else 0])
+    split = st.radio("Split", splits, horizontal=True, key=Key.DS_SPLIT, format_func=lambda s: s or "all images")
     with st.spinner(f"Loading the {split or 'dataset'} images..."):
-        faces = state.load_split(str(root), split)
-    probs = state.split_predictions(str(root), split, tta)
-    flags = state.split_flags(str(root), split)
-    crowd = state.split_votes(str(root), split)
-    truth = truth_setting(("crowd", "folder") if crowd is not None else ("folder",))
-    votes, labels = (crowd[0], crowd[1]) if crowd is not None else (None, faces.labels)
-    labels = labels if truth == "crowd" else faces.labels
-    labelled = labels >= 0
-    metrics = compute_metrics(labels[labelled], probs[labelled])
-    conflicting = sum(1 for f in flags if f.startswith("conflicting"))
-    show_headline(metrics, flagged=sum(1 for f in flags if f), unlabelled=int((~labelled).sum()))
+        state.load_split(str(root), split)
+    data = dataset.scored(root, split, tta)
+    truth = truth_setting(data.truths)
+    labels = data.labels(truth)
+    metrics = dataset.metrics(labels, data.probs)
+    show_headline(metrics, flagged=data.flagged, unlabelled=int((labels < 0).sum()))
     # The folder's name only: the server's full path is for the Dataset location expander.
     folder = f"{root.name}/{split}" if split else root.name
     st.caption(
-        f"{escape_markdown(folder)}: {sum(1 for f in flags if f):,} images are exact pixel duplicates of another image "
-        f"({conflicting:,} of them with conflicting labels)."
+        f"{escape_markdown(folder)}: {data.flagged:,} images are exact pixel duplicates of another image "
+        f"({data.conflicting:,} of them with conflicting labels)."
     )
     confusion_section(metrics, split)
     balance_section(root)
-    browse_section(faces, labels, probs, flags, votes)
+    browse_section(data, labels)
 
 
 widgets.run(render)

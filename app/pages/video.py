@@ -3,19 +3,16 @@
 The upload stays in memory; analysis, results and charts come from app/video.py.
 """
 
-from app.navigation import ensure_frame
-
-ensure_frame()  # first, before the heavy imports: see app.navigation.ensure_frame
-
 import streamlit as st
 
-from app import video, widgets
+from app import session, video, widgets
 from app.report import PERCENT_FORMAT
 from app.results import escape_markdown
+from app.session import Key
 from fer.config import CLASSES
 from fer.video import DEFAULT_FPS, MAX_DURATION_S, MAX_SIDE
 
-widgets.keep("video_fps")
+widgets.keep(Key.VIDEO_FPS)
 
 
 def upload():
@@ -24,7 +21,7 @@ def upload():
         f"larger than {MAX_SIDE} pixels are refused, large ones analysed at 1280. Kept in this session's memory only."
     )
     # No `type=` list: another file reaches fer, which says what is wrong with it.
-    return st.file_uploader("Upload a video", key="video_upload", help=help_text, on_change=video.forget)
+    return st.file_uploader("Upload a video", key=Key.VIDEO_UPLOAD, help=help_text, on_change=video.forget)
 
 
 def run_analysis(data: bytes, name: str, fps: float, tta: bool, key: tuple):
@@ -34,7 +31,7 @@ def run_analysis(data: bytes, name: str, fps: float, tta: bool, key: tuple):
         # A click reruns the page, which stops the analysis at its next progress update.
         st.button(
             "Cancel",
-            key="video_cancel",
+            key=Key.VIDEO_CANCEL,
             icon=":material/stop:",
             help="Stop the analysis (its results are dropped).",
             on_click=video.cancel,
@@ -79,18 +76,13 @@ def results(data: bytes, name: str, report, movie: bytes) -> None:
                 selection_mode="points",
                 config={"displayModeBar": False},
             )
-            clicked = video.clicked_time(event)
-            # A chart keeps its selection across reruns: only a new click moves the slider below.
-            if clicked is not None and st.session_state.get(f"video_clicked-{person}") != clicked:
-                st.session_state[f"video_clicked-{person}"] = clicked
-                st.session_state["video_moment"] = video.nearest_frame(report, clicked).time
+            video.follow_click(report, person, event)  # a new click moves the slider below
         if len(report.people) > video.MAX_TIMELINES:
             st.caption(f"Timelines of the {video.MAX_TIMELINES} people seen longest; all are in the table and the CSV.")
     st.subheader("A moment")
     times = [f.time for f in report.frames]
-    if st.session_state.get("video_moment") not in times:
-        st.session_state["video_moment"] = times[0]
-    moment = st.select_slider("Moment (seconds)", times, key="video_moment", format_func=lambda t: f"{t:.1f} s")
+    session.keep_within(Key.VIDEO_MOMENT, times, times[0])
+    moment = st.select_slider("Moment (seconds)", times, key=Key.VIDEO_MOMENT, format_func=lambda t: f"{t:.1f} s")
     frame = video.nearest_frame(report, moment)
     left, right = st.columns([3, 2])
     left.image(video.annotated_frame(data, name, frame), caption=f"{escape_markdown(name)} at {frame.time:.1f} s")
@@ -106,7 +98,7 @@ def results(data: bytes, name: str, report, movie: bytes) -> None:
             video.csv_bytes(report),
             file_name=f"{stem}-faces.csv",
             mime="text/csv",
-            key="video_csv",
+            key=Key.VIDEO_CSV,
             on_click="ignore",
             icon=":material/table:",
         )
@@ -116,7 +108,7 @@ def results(data: bytes, name: str, report, movie: bytes) -> None:
                 movie,
                 file_name=f"{stem}-annotated.mp4",
                 mime="video/mp4",
-                key="video_mp4",
+                key=Key.VIDEO_MP4,
                 on_click="ignore",
                 icon=":material/movie:",
             )
@@ -140,13 +132,13 @@ def render() -> None:
     data, name = file.getvalue(), file.name
     details = video.info(data, name)  # a file that is not a usable video stops here with its message
     st.caption(escape_markdown(f"{name}: {details.describe()}"))
-    st.session_state.setdefault("video_fps", DEFAULT_FPS)
+    session.default(Key.VIDEO_FPS, DEFAULT_FPS)
     fps = st.number_input(
         "Frames analysed per second",
         min_value=0.5,
         max_value=15.0,
         step=0.5,
-        key="video_fps",
+        key=Key.VIDEO_FPS,
         help="More frames: a finer timeline, and a proportionally longer analysis.",
     )
     key = video.analysis_key(data, fps, tta)
@@ -154,17 +146,17 @@ def render() -> None:
     if done is None:
         controls = st.empty()  # the button goes once the analysis starts
         with controls.container():
-            if st.session_state.get(video.CANCELLED) == key:
+            if video.cancelled(key):
                 st.warning("Analysis cancelled: nothing was kept.", icon=":material/stop:")
             st.button(
                 "Analyse the video",
                 type="primary",
                 icon=":material/play_arrow:",
-                key="video_start",
+                key=Key.VIDEO_START,
                 on_click=video.start,
                 args=(key,),
             )
-        if st.session_state.get(video.STARTED) != key:
+        if not video.started(key):
             return
         controls.empty()
         done = run_analysis(data, name, fps, tta, key)
