@@ -72,11 +72,21 @@ def face_title(face: FaceResult) -> str:
     return f"Face {face.index + 1}: {face.label} ({face.confidence:.0%})"
 
 
-def people_would_say(face: FaceResult, calibrated_to_people: bool) -> str | None:
-    """The top probability as people read it ("About 7 in 10 people would call this neutral."), where it is
-    true: the weights' probabilities were calibrated to the FERPlus crowd's vote shares, and the face is not
-    flagged as maybe another expression (the crowd's shares cover the four classes only)."""
-    if not calibrated_to_people or is_uncertain(face):
+PEOPLE_TOLERANCE = 0.05  # half a person in ten: how close the mean share of people must be to the probability
+PEOPLE_MIN_FACES = 30  # validation faces a probability bin needs before its agreement counts
+
+
+def people_would_say(face: FaceResult, share_bins: list[dict] | None) -> str | None:
+    """The top probability as people read it ("About 7 in 10 people would call this neutral."), only where
+    it is true: the model card's share reliability (`share_bins`, fer.metrics.share_reliability) shows that
+    on validation faces given about this probability, about that share of the crowd chose the class; and
+    the face is not flagged as maybe another expression (the crowd's shares cover the four classes only)."""
+    if not share_bins or is_uncertain(face):
+        return None
+    found = next((b for b in share_bins if b["low"] <= face.confidence <= b["high"]), None)
+    if found is None or found["count"] < PEOPLE_MIN_FACES:
+        return None
+    if abs(found["confidence"] - found["share"]) > PEOPLE_TOLERANCE:
         return None
     people = round(face.confidence * 10)
     if people >= 10:

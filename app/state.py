@@ -83,9 +83,11 @@ def card() -> dict | None:
     return _card(_file_stamp(card_path_for(weights_path())))
 
 
-def calibrated_to_people() -> bool:
-    """Whether the served probabilities were calibrated to the crowd's vote shares (the model card says so)."""
-    return ((card() or {}).get("calibration") or {}).get("target") == "crowd_vote_shares"
+def people_reliability() -> list[dict] | None:
+    """The model card's share reliability: per probability bin, the mean share of people who chose the
+    class (None where the weights were not calibrated to the crowd's votes)."""
+    calibration = (card() or {}).get("calibration") or {}
+    return calibration.get("share_reliability") if calibration.get("target") == "crowd_vote_shares" else None
 
 
 def digest(data: bytes) -> str:

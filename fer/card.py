@@ -33,6 +33,7 @@ from fer.config import DEFAULT_WEIGHTS, PROJECT_ROOT
 from fer.errors import FerError
 from fer.evaluate import evaluate_folder
 from fer.faces import ALIGN_OVERSAMPLE, CONFIRM_BELOW, DETECT_MAX_SIDE, MIN_FACE_SCORE
+from fer.metrics import share_reliability
 from fer.model import FerNet, count_macs, count_params, describe
 from fer.predict import DEFAULT_UNCERTAINTY_THRESHOLD, Classifier
 from fer.preprocess import FACE_SIZE
@@ -142,6 +143,9 @@ def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict,
         crowd, _ = data.crowd_labels(validation, votes)
         shares, _ = data.crowd_distribution(validation, votes)
         calibration = cross_fitted_calibration(logits, crowd, shares)
+        has_shares = shares.sum(axis=1) > 0
+        probs = softmax(logits[has_shares], calibration["temperature"])
+        calibration["share_reliability"] = share_reliability(probs, shares[has_shares])
     else:
         calibration = cross_fitted_calibration(logits, validation.labels)
     probs = softmax(logits, calibration["temperature"])

@@ -147,12 +147,12 @@ def _train(args) -> int:
 
 def _card(args) -> int:
     from fer.card import build_card
+    from fer.evaluate import headline
 
     card = build_card(args.run, args.weights_out, args.data, args.command_line, tta=args.tta)
-    val = card["metrics"].get("validation", {})
-    print(
-        f"wrote {args.weights_out} (sha256 {card['weights_sha256'][:12]}...) and its model card; validation accuracy {val.get('accuracy', float('nan')):.4f}"
-    )
+    val = card["metrics"].get("validation")
+    score = f"; validation accuracy {headline(val)['accuracy']:.4f} against {headline(val)['truth']}" if val else ""
+    print(f"wrote {args.weights_out} (sha256 {card['weights_sha256'][:12]}...) and its model card{score}")
     return 0
 
 

@@ -31,6 +31,28 @@ def total_variation(probs: np.ndarray, shares: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(np.asarray(probs, dtype=np.float64) - np.asarray(shares, dtype=np.float64)).sum(axis=1)
 
 
+def share_reliability(probs: np.ndarray, shares: np.ndarray, bins: int = 10) -> list[dict]:
+    """Per bin of the top probability: its range, face count, mean top probability and the mean share of
+    people (the crowd's votes) who chose that class. Where the two agree, "70%" reads as 7 in 10 people."""
+    confidence, top = probs.max(axis=1), probs.argmax(axis=1)
+    share = shares[np.arange(len(shares)), top]
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        in_bin = which == b
+        out.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(in_bin.sum()),
+                "confidence": float(confidence[in_bin].mean()) if in_bin.any() else None,
+                "share": float(share[in_bin].mean()) if in_bin.any() else None,
+            }
+        )
+    return out
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
     """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the bin's share."""
     if len(labels) == 0:

@@ -24,7 +24,7 @@ START = "<!-- results: made by scripts/results_table.py from the model card and 
 END = "<!-- end of results -->"
 # Measured elsewhere, on other code: the public comparisons (docs/evaluation.md says how).
 PUBLIC_FER2013 = "best public FER2013 models: about 0.79–0.81"
-PUBLIC_CROWD_ROWS = "the `fer` package on PyPI: 0.770"
+PUBLIC_CROWD_ROWS = "the `fer` package on PyPI: 0.770 (measured outside this project)"
 PUBLIC_WILD = "the `fer` package on PyPI (Haar + mini-Xception): 0.570"
 
 

@@ -155,7 +155,7 @@ def test_the_dataset_page_and_fer_evaluate_score_a_split_identically(classifier,
     report, probs, _ = evaluate_faces(classifier, val_subset)
     shown = browse.split_predictions(classifier, val_subset)
     assert np.array_equal(shown, probs)
-    assert compute_metrics(val_subset.labels, shown)["accuracy"] == report["accuracy"]
+    assert compute_metrics(val_subset.labels, shown)["accuracy"] == report["folder"]["accuracy"]
 
 
 def test_the_memory_cache_keeps_only_the_latest_splits(classifier, val_subset, cache_folder):

@@ -2,6 +2,7 @@
 
 import copy
 import re
+from html import unescape
 
 import pytest
 
@@ -10,12 +11,14 @@ from app.report import (
     calibration_summary,
     confusion_pair,
     crowd_agreement_sentence,
+    crowd_sentence,
     fer2013_test_rows,
     figures,
     headline,
     model_details,
     per_class_rows,
     report_html,
+    split_metrics,
     splits_with_metrics,
     stored_reliability,
     uncertainty_numbers,
@@ -39,23 +42,27 @@ def html(card):
     return report_html(card, weights_bytes=5_000_000)
 
 
-def test_headline_numbers_say_their_split_and_size(card):
+def test_headline_numbers_say_their_truth_split_and_size(card):
     items = headline(card, weights_bytes=5_000_000)
     splits = splits_with_metrics(card)
     assert splits and splits[0] == "validation"
-    accuracy = {item.label: item for item in items if item.label.endswith("accuracy")}
+    accuracy = {item.label: item for item in items if "accuracy" in item.label}
     for split in splits:
-        item = accuracy[f"{split.capitalize()} accuracy"]
-        assert item.value == f"{card['metrics'][split]['accuracy']:.1%}"
-        assert f"{card['metrics'][split]['n']:,} images" in item.detail and split in item.detail
+        for truth, name in (("crowd", "crowd"), ("folder", "FER2013 labels")):
+            block = card["metrics"][split][truth]
+            item = accuracy[f"{split.capitalize()} accuracy ({name})"]
+            assert item.value == f"{block['accuracy']:.1%}"
+            assert f"{block['n']:,} images" in item.detail and split in item.detail
+            low, high = block["accuracy_interval"]
+            assert f"95% interval {low:.1%}–{high:.1%}" in item.detail
     size = next(item for item in items if item.label == "Model size")
     assert "MB file" in size.detail and size.value.endswith("M")
 
 
 def test_per_class_rows_follow_the_card(card):
-    rows = per_class_rows(card["metrics"]["validation"])
+    rows = per_class_rows(split_metrics(card, "validation"))
     assert [r["class"] for r in rows] == ["happy", "sad", "surprise", "neutral"]
-    assert sum(r["images"] for r in rows) == card["metrics"]["validation"]["n"]
+    assert sum(r["images"] for r in rows) == card["metrics"]["validation"]["crowd"]["n"]  # the headline truth
 
 
 def test_html_is_self_contained_and_offline(html):
@@ -80,7 +87,7 @@ def test_html_has_every_section_the_card_supports(card, html):
         assert f"<h2>{heading}" in html
     for limitation in card["limitations"]:
         assert limitation.replace("'", "&#x27;") in html
-    assert f"{card['metrics']['validation']['accuracy']:.1%}" in html
+    assert f"{card['metrics']['validation']['crowd']['accuracy']:.1%}" in html
 
 
 def test_html_escapes_card_text(card):
@@ -116,37 +123,72 @@ def test_reliability_bins_are_read_from_the_card_when_present(card, val_subset, 
     assert "Its expected calibration error is 3.0%." in report_html(MINIMAL, reliability=passed)
 
 
+def block(n, accuracy, matrix, ece, ece_uncalibrated, subsets, truth, interval=(0.70, 0.76)):
+    return {
+        "truth": truth,
+        "n": n,
+        "accuracy": accuracy,
+        "accuracy_interval": list(interval),
+        "confusion_matrix": matrix,
+        "ece": ece,
+        "ece_uncalibrated": ece_uncalibrated,
+        "subsets": subsets,
+    }
+
+
+CROWD, FOLDER = "the crowd's label", "the folder labels"
 STUDIED = {
     **MINIMAL,
     "temperature": 0.81,
     "calibration": {
         "method": "fitted on validation halves",
+        "target": "crowd_vote_shares",
         "ece_before": 0.046,
         "ece_after": 0.022,
+        "tv_before": 0.2,
+        "tv_after": 0.15,
         "temperature": 0.81,
     },
     "metrics": {
         "validation": {
             "n": 4977,
-            "accuracy": 0.73,
-            "confusion_matrix": [[1500, 100, 80, 145], [40, 620, 30, 449], [30, 20, 700, 47], [60, 230, 50, 876]],
-            "ece": 0.014,
-            "ece_uncalibrated": 0.045,
-            "subsets": {
-                "fer2013_public_test": {"n": 452, "accuracy": 0.712},
-                "fer2013_private_test": {"n": 531, "accuracy": 0.742},
-                "fer2013_test_rows": {"n": 983, "accuracy": 0.728},
-                "crowd_agrees_with_label": {"n": 3886, "accuracy": 0.899},
-                "crowd_disagrees_with_label": {"n": 1066, "accuracy": 0.52},
+            "headline": "crowd",
+            "crowd": {
+                **block(
+                    4688,
+                    0.89,
+                    [[1700, 30, 40, 60], [10, 300, 4, 170], [20, 2, 620, 16], [50, 60, 20, 1586]],
+                    0.06,
+                    0.1,
+                    {"fer2013_test_rows": {"n": 929, "accuracy": 0.881, "accuracy_interval": [0.86, 0.90]}},
+                    CROWD,
+                    (0.881, 0.899),
+                ),
+                "no_label": {"no_votes": 0, "tie": 183, "other_expression": 71, "unknown": 14, "not_a_face": 21},
+                "vote_shares_tv": 0.152,
             },
+            "folder": block(
+                4977,
+                0.73,
+                [[1500, 100, 80, 145], [40, 620, 30, 449], [30, 20, 700, 47], [60, 230, 50, 876]],
+                0.014,
+                0.045,
+                {
+                    "fer2013_public_test": {"n": 452, "accuracy": 0.712, "accuracy_interval": [0.67, 0.75]},
+                    "fer2013_private_test": {"n": 531, "accuracy": 0.742, "accuracy_interval": [0.70, 0.78]},
+                    "fer2013_test_rows": {"n": 983, "accuracy": 0.728, "accuracy_interval": [0.70, 0.755]},
+                    "crowd_agrees_with_label": {"n": 3886, "accuracy": 0.899, "accuracy_interval": [0.89, 0.91]},
+                    "crowd_disagrees_with_label": {"n": 1066, "accuracy": 0.52, "accuracy_interval": [0.49, 0.55]},
+                },
+                FOLDER,
+            ),
         },
         "test": {
             "n": 128,
-            "accuracy": 0.77,
-            "confusion_matrix": [[26, 1, 2, 3], [2, 20, 1, 9], [1, 1, 27, 3], [1, 5, 1, 25]],
-            "ece": 0.07,
-            "ece_uncalibrated": 0.079,
-            "subsets": {},
+            "headline": "folder",
+            "folder": block(
+                128, 0.77, [[26, 1, 2, 3], [2, 20, 1, 9], [1, 1, 27, 3], [1, 5, 1, 25]], 0.07, 0.079, {}, FOLDER
+            ),
         },
     },
     "inference": {"precision": "int8 (post-training static quantization)", "int8_calibration": "2048 training faces"},
@@ -167,10 +209,12 @@ def test_calibration_says_which_ece_is_which():
     assert calibration_summary(MINIMAL) is None and calibration_lines(MINIMAL) == []
     summary = calibration_summary(STUDIED)
     assert "T = 0.810" in summary and summary.count("emperature scaling") == 1
+    assert "share of people who would call the face that" in summary  # calibrated to the crowd's vote shares
     lines = calibration_lines(STUDIED)
     assert lines == [
-        "Cross-fitted (fit on one half of validation, scored on the other): 4.6% before → 2.2% after",
-        "In-sample: the shipped model on all of validation (4,977 images, where T was fitted): 4.5% before → 1.4% after",
+        "Cross-fitted ECE (fit on one half of validation, scored on the other): 4.6% before → 2.2% after",
+        "Cross-fitted distance to the crowd's four vote shares (mean total variation): 20.0% before → 15.0% after",
+        "In-sample: the shipped model on all of validation (4,688 images, where T was fitted): 10.0% before → 6.0% after",
         "The shipped model on the test split (128 images): 7.9% before → 7.0% after",
     ]
     assert not any("emperature scaling" in line for line in lines)
@@ -178,33 +222,44 @@ def test_calibration_says_which_ece_is_which():
     assert ece.value == "2.2%" and "cross-fitted" in ece.detail
     out = report_html(STUDIED)
     assert "<h2>Calibration</h2>" in out
-    assert all(line.replace("→", "&rarr;") in out or line in out for line in lines)
+    assert all(line in unescape(out) for line in lines)
 
 
-def test_fer2013_test_rows_are_the_comparable_number():
+def test_fer2013_test_rows_are_compared_on_fer2013s_labels_and_scored_on_the_crowds_too():
     assert fer2013_test_rows(MINIMAL) is None
-    rows = fer2013_test_rows(STUDIED)
+    rows = fer2013_test_rows(STUDIED, "folder")
     assert rows["split"] == "validation" and rows["n"] == 983 and rows["accuracy"] == 0.728
+    assert fer2013_test_rows(STUDIED)["n"] == 929  # the headline truth: the crowd's label
     item = next(item for item in headline(STUDIED) if item.label == "FER2013 test rows")
     assert item.value == "72.8%" and "983 validation images" in item.detail and "79-81%" in item.detail
-    out = report_html(STUDIED)
-    assert "983 of the validation images are FER2013&#x27;s own test rows" in out
+    assert "FER2013's labels" in item.detail and "95% interval 70.0%–75.5%" in item.detail
+    out = report_html(STUDIED).replace("&#x27;", "'")
+    assert "983 of the validation images are FER2013's own test rows: against FER2013's original labels" in out
     assert "public test 71.2% of 452, private test 74.2% of 531" in out
+    assert "Against the crowd's label the model is 88.1% accurate on the 929 of them the crowd labelled" in out
+
+
+def test_the_truth_and_the_faces_without_a_crowd_label_are_spelt_out():
+    assert crowd_sentence(MINIMAL) is None
+    sentence = crowd_sentence(STUDIED)
+    assert "the crowd labels 4,688 faces; 289 have no crowd label (tie 183, other expression 71" in sentence
+    assert "0.15 (total-variation distance" in sentence
+    items = {item.label: item for item in headline(STUDIED)}
+    assert items["Validation accuracy (crowd)"].value == "89.0%"
+    assert items["Validation accuracy (FER2013 labels)"].value == "73.0%"
 
 
 def test_accuracy_where_the_crowd_agrees_with_the_label_is_spelt_out():
     assert crowd_agreement_sentence(MINIMAL) is None
     sentence = crowd_agreement_sentence(STUDIED)
     assert sentence.startswith("The FERPlus crowd (ten people per face) reads 3,886 of the validation faces")
-    assert (
-        "model is 89.9% accurate. On the 1,066 it reads as another of the four classes" in sentence
-        and "52.0%" in sentence
-    )
+    assert "agrees with that label on 89.9%. On the 1,066 faces it reads as another of the four" in sentence
+    assert "52.0%" in sentence
     assert sentence.replace("'", "&#x27;") in report_html(STUDIED)
 
 
 def test_the_sad_neutral_confusion_is_spelt_out():
-    text = confusion_pair(STUDIED["metrics"]["validation"])
+    text = confusion_pair(split_metrics(STUDIED, "validation", "folder"))
     assert text == (
         "Sad and neutral, the two classes most often taken for each other: 449 of the 1,139 sad faces (39.4%) "
         "are called neutral, and 230 of the 1,216 neutral faces (18.9%) are called sad."
@@ -213,7 +268,9 @@ def test_the_sad_neutral_confusion_is_spelt_out():
         "Sad and neutral: 1 of the 6 sad faces (16.7%) are called neutral, and 2 of the 7 neutral faces (28.6%) are called sad."
     )
     assert confusion_pair(MINIMAL) is None
-    assert text in report_html(STUDIED).replace("&#x27;", "'")
+    crowd = confusion_pair(split_metrics(STUDIED, "validation"))  # what the report shows: the headline truth
+    assert crowd.startswith("Sad and neutral, the two classes most often taken for each other: 170 of the 484")
+    assert crowd in report_html(STUDIED).replace("&#x27;", "'")
 
 
 def test_the_uncertainty_study_and_inference_precision_are_reported():
@@ -241,7 +298,8 @@ def test_the_shipped_card_fills_every_new_section(card):
     """Whatever the numbers of the weights in the repo, their card carries what the report shows."""
     assert fer2013_test_rows(card) is not None
     assert len(calibration_lines(card)) >= 2
-    assert confusion_pair(split_metrics_of(card, "validation"))
+    assert confusion_pair(split_metrics(card, "validation"))
+    assert crowd_sentence(card) and len(calibration_lines(card)) >= 3  # ECE and the distance to the votes
     assert {item.label for item in uncertainty_numbers(card)} >= {"Threshold", "AUROC"}
     assert "Inference precision" in dict(model_details(card))
 
@@ -262,21 +320,19 @@ def test_a_card_with_the_another_expression_head_explains_it_and_compares_with_t
     assert "AUROC of 1 - top probability" in report_html(card)
 
 
-def split_metrics_of(card, split):
-    return card["metrics"][split]
-
-
 def test_a_card_served_with_flip_tta_says_so_next_to_its_accuracy(card):
     served = copy.deepcopy(card)
     served["metrics"]["validation"]["tta"] = True
-    served["metrics_one_view"] = {"validation": {**card["metrics"]["validation"], "accuracy": 0.8123, "tta": False}}
+    one_view = copy.deepcopy(card["metrics"]["validation"])
+    one_view["crowd"]["accuracy"] = 0.8123
+    served["metrics_one_view"] = {"validation": {**one_view, "tta": False}}
     served["inference"]["test_time_augmentation"] = "on by default: each face is classified as it is and mirrored"
-    item = next(i for i in headline(served) if i.label == "Validation accuracy")
+    item = next(i for i in headline(served) if i.label == "Validation accuracy (crowd)")
     assert "face and mirror averaged, as served (one view 81.2%)" in item.detail
     assert ("Test-time augmentation", served["inference"]["test_time_augmentation"]) in model_details(served)
     # Weights served on one view: nothing said about TTA next to the accuracy.
-    one_view = copy.deepcopy(card)
-    one_view["metrics"]["validation"]["tta"] = False
-    one_view.pop("metrics_one_view", None)
-    plain = next(i for i in headline(one_view) if i.label == "Validation accuracy")
+    plain_card = copy.deepcopy(card)
+    plain_card["metrics"]["validation"]["tta"] = False
+    plain_card.pop("metrics_one_view", None)
+    plain = next(i for i in headline(plain_card) if i.label == "Validation accuracy (crowd)")
     assert "mirror" not in plain.detail

@@ -154,23 +154,42 @@ def test_for_display_shrinks_a_large_photo_and_keeps_the_boxes_in_photo_pixels(p
     assert len(pasted) == len(shown.result.faces)
 
 
+def share_bins(share_at_07: float, count: int = 500) -> list[dict]:
+    """Share reliability bins where the crowd agrees with the probability, but for the 0.7-0.8 bin."""
+    bins = [{"low": k / 10, "high": (k + 1) / 10, "count": count, "confidence": k / 10 + 0.05} for k in range(10)]
+    for b in bins:
+        b["share"] = share_at_07 if b["low"] == 0.7 else b["confidence"] - 0.01
+    return bins
+
+
 @pytest.mark.parametrize(
-    ("probs", "uncertain", "calibrated", "said"),
+    ("probs", "uncertain", "bins", "said"),
     [
-        ([0.05, 0.2, 0.03, 0.72], False, True, "About 7 in 10 people would call this neutral."),
-        ([0.04, 0.46, 0.05, 0.45], False, True, "About 5 in 10 people would call this sad."),
-        ([0.97, 0.01, 0.01, 0.01], False, True, "Nearly everyone would call this happy."),
-        ([0.05, 0.2, 0.03, 0.72], True, True, None),  # maybe another expression: the shares cover four classes
-        ([0.05, 0.2, 0.03, 0.72], False, False, None),  # probabilities not calibrated to people
+        ([0.05, 0.2, 0.03, 0.72], False, share_bins(0.74), "About 7 in 10 people would call this neutral."),
+        ([0.04, 0.46, 0.05, 0.45], False, share_bins(0.74), "About 5 in 10 people would call this sad."),
+        ([0.97, 0.01, 0.01, 0.01], False, share_bins(0.74), "Nearly everyone would call this happy."),
+        ([0.05, 0.2, 0.03, 0.72], True, share_bins(0.74), None),  # maybe another expression: shares cover four
+        ([0.05, 0.2, 0.03, 0.72], False, None, None),  # probabilities not calibrated to people
+        ([0.05, 0.2, 0.03, 0.72], False, share_bins(0.62), None),  # here 0.75 meant 6 in 10 people: not said
+        ([0.05, 0.2, 0.03, 0.72], False, share_bins(0.74, count=10), None),  # too few faces to know
     ],
 )
-def test_people_would_say_only_where_the_probabilities_are_the_crowds(probs, uncertain, calibrated, said):
+def test_people_would_say_only_where_the_probabilities_are_the_crowds(probs, uncertain, bins, said):
     from app.results import people_would_say
     from fer.faces import Box
     from fer.predict import FaceResult
 
     face = FaceResult(0, Box(0, 0, 48, 48), np.zeros((48, 48), np.uint8), np.array(probs), uncertain=uncertain)
-    assert people_would_say(face, calibrated) == said
+    assert people_would_say(face, bins) == said
+
+
+def test_the_shipped_card_says_where_people_agree_with_the_probabilities(card):
+    from app.results import PEOPLE_TOLERANCE
+
+    bins = [b for b in card["calibration"]["share_reliability"] if b["count"] >= 30]
+    assert card["calibration"]["target"] == "crowd_vote_shares" and len(bins) >= 5
+    agreeing = [b for b in bins if abs(b["confidence"] - b["share"]) <= PEOPLE_TOLERANCE]
+    assert sum(b["count"] for b in agreeing) >= 0.8 * sum(b["count"] for b in bins)
 
 
 def test_on_a_48x48_photo_the_label_does_not_cover_the_face(predictor, validation):
