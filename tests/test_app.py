@@ -648,13 +648,29 @@ def test_explain_shows_the_evidence_for_each_class(with_dataset, tiny_validation
 # -- dataset --------------------------------------------------------------------------------------
 
 
+def test_the_dataset_pages_first_visit_scores_nothing_on_validation(monkeypatch, data_root, tmp_path, validation):
+    # The shipped weights' validation predictions ship beside them (weights/predictions, made by `fer card`).
+    from fer import browse
+
+    monkeypatch.setenv("FER_DATA_DIR", str(data_root))
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "empty-cache"))
+    browse.clear_memory_cache()
+    monkeypatch.setattr(browse, "score_faces", lambda *a, **k: pytest.fail("validation was scored on a first visit"))
+    at = open_app(navigation.DATASET)
+    crowd, _ = data.crowd_labels(validation, data.load_votes(data.find_votes_file(data_root)))
+    assert {m.label: m.value for m in at.metric}["Images"] == f"{(crowd >= 0).sum():,}"
+    assert not (tmp_path / "empty-cache").exists()
+
+
 def test_the_dataset_folder_can_be_set_in_the_page_where_allowed(no_dataset, folder_setting_allowed, tiny_dataset):
     at = open_app(navigation.DATASET)
     assert "Stored results" in texts(at.header)
     at.text_input(key=Key.DATA_DIR).input(str(tiny_dataset))
     rerun(at)
     assert "Stored results" not in texts(at.header)
-    assert {m.label: m.value for m in at.metric}["Images"] == "100"
+    faces = data.load_folder(tiny_dataset, "validation")  # scored against the crowd: the faces it labelled
+    labels, _ = data.crowd_labels(faces, data.load_votes(data.find_votes_file(tiny_dataset)))
+    assert {m.label: m.value for m in at.metric}["Images"] == f"{(labels >= 0).sum():,}"
 
 
 def test_without_the_permission_a_folder_setting_is_ignored(no_dataset, tiny_dataset):
@@ -826,27 +842,32 @@ def test_report_page_shows_headline_numbers_and_offers_the_html_export(no_datase
     from fer.checkpoint import read_card
 
     card = read_card()
+    validation = card["metrics"]["validation"]
+    crowd, folder = validation["crowd"], validation["folder"]
     at = open_app(navigation.REPORT)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Validation accuracy"] == f"{card['metrics']['validation']['accuracy']:.1%}"
+    assert metrics["Validation accuracy (crowd)"] == f"{crowd['accuracy']:.1%}"
+    assert metrics["Validation accuracy (FER2013 labels)"] == f"{folder['accuracy']:.1%}"
     assert "Model size" in metrics
     assert [b.label for b in at.download_button] == ["Download the report (HTML)"]
     for heading in ("Intended use and limitations", "Training curves", "Results by class", "Calibration", "Data card"):
         assert heading in texts(at.header)
     assert ("When the model is unsure" in texts(at.header)) == bool(card.get("uncertainty"))
     shown = " ".join(texts(at.markdown)).replace("\\", "")
-    rows = card["metrics"]["validation"]["subsets"]["fer2013_test_rows"]
-    assert metrics["FER2013 test rows"] == f"{rows['accuracy']:.1%}"
+    rows = folder["subsets"]["fer2013_test_rows"]
+    assert metrics["FER2013 test rows"] == f"{rows['accuracy']:.1%}"  # the comparison with public models
     assert f"{rows['n']:,} of the validation images are FER2013's own test rows" in shown
-    agrees = card["metrics"]["validation"]["subsets"]["crowd_agrees_with_label"]
+    assert f"the crowd labels {crowd['n']:,} faces" in shown
+    agrees = folder["subsets"]["crowd_agrees_with_label"]
     assert f"reads {agrees['n']:,} of the validation faces as their folder label" in shown
-    assert f"the model is {agrees['accuracy']:.1%} accurate" in shown
+    assert f"agrees with that label on {agrees['accuracy']:.1%}" in shown
     sad, neutral = CLASSES.index("sad"), CLASSES.index("neutral")
-    matrix = card["metrics"]["validation"]["confusion_matrix"]
+    matrix = crowd["confusion_matrix"]  # the headline truth's
     assert f"{matrix[sad][neutral]:,} of the {sum(matrix[sad]):,} sad faces" in shown
     assert f"{matrix[neutral][sad]:,} of the {sum(matrix[neutral]):,} neutral faces" in shown
     assert f"before → {card['calibration']['ece_after']:.1%} after" in shown
-    assert "Cross-fitted (fit on one half of validation, scored on the other)" in shown
+    assert f"before → {card['calibration']['tv_after']:.1%} after" in shown
+    assert "Cross-fitted ECE (fit on one half of validation, scored on the other)" in shown
     assert f"**Inference precision:** {card['inference']['precision']}" in shown
     assert metrics["AUROC"] == f"{card['uncertainty']['auroc_out_of_scope']:.2f}"
     assert {"Flagged, in scope", "Flagged, out of scope", "Threshold"} <= set(metrics)
