@@ -1,4 +1,4 @@
-"""Command line: python -m fer train | evaluate | predict (run with -h for the options)."""
+"""Command line: python -m fer train | evaluate | predict | video | card (run with -h for the options)."""
 
 from __future__ import annotations
 
