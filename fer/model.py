@@ -122,7 +122,7 @@ class FerNet(nn.Module):
                 continue
             se = (
                 config.se_reduction if i > 0 else 0
-            )  # at full resolution the gate costs training speed (docs/training.md)
+            )  # at full resolution the gate costs training speed (docs/history/training-2026-11-26-to-12-03.md)
             blocks = [BasicBlock(in_channels, width, stride=1 if i == 0 else 2, se_reduction=se)]
             blocks += [BasicBlock(width, width, se_reduction=se) for _ in range(depth - 1)]
             stages.append(nn.Sequential(*blocks))

@@ -1,4 +1,4 @@
-"""Other ways to turn the model's outputs into a label, against the plain argmax (docs/training.md: "Nor does the
+"""Other ways to turn the model's outputs into a label, against the plain argmax (docs/history/training-2026-11-26-to-12-03.md: "Nor does the
 decision rule"). Reads the per-image predictions `fer evaluate` writes, so it scores exactly what is served:
 
     python -m fer evaluate --split validation --predictions /tmp/val.csv

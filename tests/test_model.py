@@ -60,11 +60,13 @@ def test_squeeze_excitation_scales_whole_channels_after_the_full_resolution_stag
     assert torch.allclose(ratio, ratio[:, :, :1, :1].expand_as(ratio), atol=1e-6)
     assert ((ratio > 0) & (ratio < 1)).all()
     assert model(torch.rand(3, 1, 48, 48)).shape == (3, 4)
-    assert count_params(model) > count_params(FerNet(ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1))))
+    plain = ModelConfig(widths=(8, 16, 24, 32), depths=(1, 1, 1, 1), se_reduction=0)
+    assert count_params(model) > count_params(FerNet(plain))
 
 
 def test_the_description_names_the_stages_that_exist_and_the_gates():
-    plain = describe(ModelConfig())
+    plain = describe(ModelConfig(se_reduction=0))
     assert "stages at 48/24/12/6 px" in plain and "squeeze" not in plain
+    assert "squeeze-and-excitation gates, reduction 8" in describe(ModelConfig())  # the shipped network
     gated = describe(ModelConfig(depths=(0, 2, 2, 2), se_reduction=8))
     assert "stages at 24/12/6 px" in gated and "squeeze-and-excitation gates, reduction 8" in gated
