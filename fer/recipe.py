@@ -22,6 +22,9 @@ from fer.augment import AugmentConfig
 from fer.model import ModelConfig
 
 TRAINABLE = ("all", "last-stage", "head")
+# Options that were recipe fields and are now where-and-how options of a run: a recipe that still has
+# them (an earlier card, a saved state) is read without them.
+MOVED_TO_RUN_OPTIONS = ("bf16",)
 # The model's fields that are not options: they follow from the classes and the input size.
 FIXED_MODEL_FIELDS = ("num_classes", "input_size")
 
@@ -72,7 +75,6 @@ class Recipe:
     ema_decay: float = option(
         0.995, "per-step decay of the weights' moving average, which is scored (0 = none)", "schedule"
     )
-    bf16: bool = option(False, "bfloat16 autocast (fast only on CPUs with AVX-512 BF16 and on GPUs)", "schedule")
     eval_from: int = option(0, "score validation from this epoch on (and at the last epoch)", "schedule")
     seed: int = option(0, "seed of the order, the augmentation and the initial weights", "schedule")
     # Augmentation (AugmentConfig's fields) and mixup.
@@ -87,7 +89,7 @@ class Recipe:
     @classmethod
     def from_dict(cls, values: dict) -> Recipe:
         """A recipe from its dict (a model card's), refusing keys this version does not know."""
-        values = dict(values)
+        values = {k: v for k, v in values.items() if k not in MOVED_TO_RUN_OPTIONS}
         known = {f.name for f in fields(cls)}
         unknown = set(values) - known
         if unknown:

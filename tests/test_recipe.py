@@ -51,7 +51,7 @@ def test_the_fine_tuning_start_is_shipped_beside_the_weights():
     [
         ("--epochs", "3"),
         ("--init", "none", "--widths", "16", "16", "24", "32", "--depths", "1", "1", "1", "1"),
-        ("--bf16", "--degrade", "0", "--erase-area", "0.1", "0.3", "--train-layers", "head"),
+        ("--degrade", "0", "--erase-area", "0.1", "0.3", "--train-layers", "head"),
         ("--se-reduction", "0", "--rotate-deg", "20", "--crowd-weight", "0.5", "--lr", "0.001"),
     ],
 )
@@ -65,9 +65,12 @@ def test_reproduce_names_only_what_differs_and_parses_back_to_the_same_recipe(op
     assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe  # what the card stores
 
 
-def test_unknown_recipe_keys_are_refused():
+def test_unknown_recipe_keys_are_refused_and_moved_ones_ignored():
     with pytest.raises(ValueError, match="unknown recipe options: cutmix"):
         Recipe.from_dict({**Recipe().to_dict(), "cutmix": 1.0})
+    # bf16 is how a run computes, not what it learns: a card or saved state that still has it reads the same.
+    assert Recipe.from_dict({**Recipe().to_dict(), "bf16": True}) == Recipe()
+    assert parsed("--bf16") == Recipe()
 
 
 def test_help_shows_every_option_with_its_default_in_groups(capsys):

@@ -19,7 +19,7 @@ def tiny_args(tiny_dataset, out, *extra, bf16: bool = False):
         [
             *("--data", str(tiny_dataset), "--out", str(out), "--quiet"),
             *("--init", "none", "--batch-size", "32", "--depths", "1", "1", "1", "1"),
-            # A first stage of 16 channels, not 8: torch 2.14's channels-last backward crashes on 8 on AVX2 CPUs.
+            # A first stage of 16 channels, not 8: torch 2.14's channels-last backward crashes on 8 on this AVX-512 CPU.
             *("--widths", "16", "16", "24", "32"),
             *(["--bf16"] if bf16 else []),
             *extra,
