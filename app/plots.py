@@ -179,10 +179,12 @@ def class_balance_bars(balance: dict, height: int = 320, title: str | None = Non
 
 
 VALIDATION_ACCURACY_COLOR = "#D55E00"  # Okabe-Ito vermillion: apart from validation loss's blue and the classes
+CROWD_ACCURACY_COLOR = "#009E73"  # Okabe-Ito bluish green: the accuracy against the crowd's label
 
 
 def training_curves(curves: list[dict], height: int = 380):
-    """Loss (train and validation) and validation accuracy per epoch, side by side, each in its own colour."""
+    """Loss (train and validation) and validation accuracy (against the crowd's label, where scored, and
+    FER2013's labels) per epoch, side by side, each in its own colour."""
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation accuracy"), horizontal_spacing=0.1)
@@ -190,7 +192,8 @@ def training_curves(curves: list[dict], height: int = 380):
     lines = (
         ("train_loss", "train loss", MUTED, 1),
         ("val_loss", "validation loss", ACCENT, 1),
-        ("val_accuracy", "validation accuracy", VALIDATION_ACCURACY_COLOR, 2),
+        ("val_crowd_accuracy", "validation accuracy, crowd", CROWD_ACCURACY_COLOR, 2),
+        ("val_accuracy", "validation accuracy, FER2013 labels", VALIDATION_ACCURACY_COLOR, 2),
     )
     for key, name, color, column in lines:
         values = [c.get(key) for c in curves]

@@ -400,6 +400,26 @@ def confusion_pair(metrics: dict, first: str = "sad", second: str = "neutral") -
     return f"{lead}: {parts[0]}, and {parts[1]}."
 
 
+def curves_caption(card: dict) -> str | None:
+    """What the training curves cover: a fine-tuning stage's epochs only, and why early epochs lack a score."""
+    curves, training = card.get("curves") or [], card.get("training") or {}
+    if not curves:
+        return None
+    parts = [f"{len(curves)} epochs"]
+    if (training.get("init") or {}).get("file"):
+        parts.append(
+            f" of a fine-tuning stage: it started from trained weights ({training['init']['file']}), whose own "
+            "epochs are not drawn"
+        )
+    scored = [c.get("epoch", i) for i, c in enumerate(curves) if c.get("val_accuracy") is not None]
+    if scored and scored[0] > 0:
+        parts.append(
+            f". Validation was scored from epoch {scored[0]} on: earlier epochs of the schedule cannot be the best, "
+            "and skipping them saves the time of scoring the whole split"
+        )
+    return "".join(parts) + "."
+
+
 def _training_time(training: dict) -> str | None:
     """Wall-clock minutes (validation included) where the run recorded them, and the training loop's."""
     wall, loop = training.get("wall_time_s"), training.get("train_time_s")
@@ -565,7 +585,7 @@ def report_html(
     if card.get("limitations"):
         parts += ["<h2>Known limitations</h2><ul>", *(f"<li>{_e(item)}</li>" for item in card["limitations"]), "</ul>"]
     if "curves" in figs:
-        parts += ["<h2>Training curves</h2>", figure_html(figs["curves"])]
+        parts += ["<h2>Training curves</h2>", f"<p>{_e(curves_caption(card))}</p>", figure_html(figs["curves"])]
     split = next(iter(splits_with_metrics(card)), None)
     if split:
         metrics = split_metrics(card, split)

@@ -70,8 +70,8 @@ def limitations(validation: dict | None) -> list[str]:
         share = agrees["n"] / (agrees["n"] + disagrees["n"])
         agreement = f" (the FERPlus crowd agrees with FER2013's own label on {share:.0%} of validation faces)"
     return [
-        "Knows only four expressions (happy, sad, surprise, neutral): angry, fearful or disgusted faces are forced "
-        "into one of them; the 'may be another expression' flag catches most of them, not all.",
+        f"Knows only {len(data.CLASSES)} expressions ({', '.join(data.CLASSES)}): angry, fearful or disgusted faces "
+        "are forced into one of them; the 'may be another expression' flag catches most of them, not all.",
         "Trained on FER2013 web images (48x48 grayscale, mostly frontal, adult faces); profile views, strong "
         "occlusion, children and low light are weaker.",
         f"Sad and neutral are often confused: people disagree on them too{agreement}.",

@@ -70,13 +70,24 @@ def test_curves_and_reliability_skip_missing_values():
 def test_training_curves_give_each_line_its_own_colour_and_room_for_the_titles():
     fig = training_curves(
         [
-            {"epoch": e, "train_loss": 1.2 - e / 10, "val_loss": 1.1 - e / 20, "val_accuracy": 0.5 + e / 20}
+            {
+                "epoch": e,
+                "train_loss": 1.2 - e / 10,
+                "val_loss": 1.1 - e / 20,
+                "val_crowd_accuracy": 0.6 + e / 20,
+                "val_accuracy": 0.5 + e / 20,
+            }
             for e in range(3)
         ]
     )
     colours = {t.name: t.line.color for t in fig.data}
-    assert list(colours) == ["train loss", "validation loss", "validation accuracy"]
-    assert len(set(colours.values())) == 3 and not set(colours.values()) & set(CLASS_COLORS.values())
+    assert list(colours) == [
+        "train loss",
+        "validation loss",
+        "validation accuracy, crowd",
+        "validation accuracy, FER2013 labels",
+    ]
+    assert len(set(colours.values())) == 4 and not set(colours.values()) & set(CLASS_COLORS.values())
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["Loss", "Validation accuracy"]
     # Subplot titles sit just above the plotting area: the top margin must leave room for them.

@@ -12,6 +12,7 @@ from app.report import (
     confusion_pair,
     crowd_agreement_sentence,
     crowd_sentence,
+    curves_caption,
     fer2013_test_rows,
     figures,
     headline,
@@ -336,3 +337,22 @@ def test_a_card_served_with_flip_tta_says_so_next_to_its_accuracy(card):
     plain_card.pop("metrics_one_view", None)
     plain = next(i for i in headline(plain_card) if i.label == "Validation accuracy (crowd)")
     assert "mirror" not in plain.detail
+
+
+def test_the_training_curves_say_what_they_cover():
+    assert curves_caption(MINIMAL) is None
+    late = {"curves": [{"epoch": e, "val_accuracy": None if e < 60 else 0.8} for e in range(90)], "training": {}}
+    text = curves_caption(late)
+    assert text.startswith("90 epochs. Validation was scored from epoch 60 on: earlier epochs")
+    tuned = {
+        "curves": [{"epoch": e, "val_accuracy": 0.8, "val_crowd_accuracy": 0.9} for e in range(12)],
+        "training": {"init": {"file": "weights/fer_net_folder_labels.pt"}},
+    }
+    text = curves_caption(tuned)
+    assert text == (
+        "12 epochs of a fine-tuning stage: it started from trained weights (weights/fer_net_folder_labels.pt), "
+        "whose own epochs are not drawn."
+    )
+    names = [trace.name for trace in figures(tuned)["curves"].data]
+    assert names == ["validation accuracy, crowd", "validation accuracy, FER2013 labels"]  # no loss recorded here
+    assert text in unescape(report_html(tuned))

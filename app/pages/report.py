@@ -15,6 +15,7 @@ from app.report import (
     calibration_lines,
     calibration_summary,
     confusion_pair,
+    curves_caption,
     headline,
     model_details,
     per_class_rows,
@@ -85,6 +86,7 @@ def render() -> None:
 
     if card.get("curves"):
         st.header("Training curves")
+        st.caption(escape_markdown(curves_caption(card)))
         st.plotly_chart(training_curves(card["curves"]), key="report-curves")
 
     splits = splits_with_metrics(card)
