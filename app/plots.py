@@ -179,7 +179,7 @@ def class_balance_bars(balance: dict, height: int = 320, title: str | None = Non
 
 
 VALIDATION_ACCURACY_COLOR = "#D55E00"  # Okabe-Ito vermillion: apart from validation loss's blue and the classes
-CROWD_ACCURACY_COLOR = "#009E73"  # Okabe-Ito bluish green: the accuracy against the crowd's label
+CROWD_ACCURACY_COLOR = "#000000"  # Okabe-Ito black, apart from the classes: the accuracy against the crowd
 
 
 def training_curves(curves: list[dict], height: int = 380):
