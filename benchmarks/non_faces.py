@@ -28,32 +28,13 @@ import skimage.data
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
+from benchmarks.face_detectors import NON_FACES
 from fer.data import find_data_dir, list_images, load_folder
 from fer.faces import CONFIRM_BELOW, FaceDetector
 from fer.predict import Predictor, load_classifier
 
-SAMPLES = (
-    "chelsea",
-    "coffee",
-    "rocket",
-    "brick",
-    "grass",
-    "gravel",
-    "hubble_deep_field",
-    "moon",
-    "page",
-    "text",
-    "coins",
-    "horse",
-    "clock",
-    "logo",
-    "retina",
-    "cell",
-    "colorwheel",
-    "immunohistochemistry",
-    "microaneurysms",
-    "shepp_logan_phantom",
-)
+# The face detector benchmark's non-face samples, and two more.
+SAMPLES = (*NON_FACES, "microaneurysms", "shepp_logan_phantom")
 
 
 class Unconfirmed(FaceDetector):

@@ -34,23 +34,13 @@ def total_variation(probs: np.ndarray, shares: np.ndarray) -> np.ndarray:
 def share_reliability(probs: np.ndarray, shares: np.ndarray, bins: int = 10) -> list[dict]:
     """Per bin of the top probability: its range, face count, mean top probability and the mean share of
     people (the crowd's votes) who chose that class. Where the two agree, "70%" reads as 7 in 10 people."""
-    confidence, top = probs.max(axis=1), probs.argmax(axis=1)
-    share = shares[np.arange(len(shares)), top]
+    return _binned(probs, shares[np.arange(len(shares)), probs.argmax(axis=1)], "share", bins)
+
+
+def confidence_bins(probs: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """The bin edges (bins + 1) and each row's bin of its top probability (equal-width bins over [0, 1])."""
     edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    out = []
-    for b in range(bins):
-        in_bin = which == b
-        out.append(
-            {
-                "low": float(edges[b]),
-                "high": float(edges[b + 1]),
-                "count": int(in_bin.sum()),
-                "confidence": float(confidence[in_bin].mean()) if in_bin.any() else None,
-                "share": float(share[in_bin].mean()) if in_bin.any() else None,
-            }
-        )
-    return out
+    return edges, np.clip(np.digitize(probs.max(axis=1), edges[1:-1], right=True), 0, bins - 1)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -59,8 +49,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
         return 0.0
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    _, which = confidence_bins(probs, bins)
     ece = 0.0
     for b in range(bins):
         in_bin = which == b
@@ -69,12 +58,10 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
-    """Per confidence bin: its range, image count, mean confidence and accuracy (for a reliability diagram)."""
+def _binned(probs: np.ndarray, value: np.ndarray, name: str, bins: int) -> list[dict]:
+    """Per confidence bin: its range, row count, mean top probability and the mean of `value` as `name`."""
     confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    edges, which = confidence_bins(probs, bins)
     out = []
     for b in range(bins):
         in_bin = which == b
@@ -84,10 +71,15 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
                 "high": float(edges[b + 1]),
                 "count": int(in_bin.sum()),
                 "confidence": float(confidence[in_bin].mean()) if in_bin.any() else None,
-                "accuracy": float(correct[in_bin].mean()) if in_bin.any() else None,
+                name: float(value[in_bin].mean()) if in_bin.any() else None,
             }
         )
     return out
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per confidence bin: its range, image count, mean confidence and accuracy (for a reliability diagram)."""
+    return _binned(probs, probs.argmax(axis=1) == labels, "accuracy", bins)
 
 
 def compute_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:

@@ -169,15 +169,10 @@ def _served_with_tta(meta: dict) -> bool:
 
 
 # Written out (JSON, CSV, tables) by fer.record.
-@dataclass
-class FaceResult:
-    index: int
-    box: Box  # the detector's box on the photo (the whole image with detection off)
-    face: np.ndarray  # the 48x48 aligned crop the model saw
-    probs: np.ndarray  # (4,) in CLASSES order
-    uncertainty: float = 0.0  # the classifier's uncertainty score (Classifier.uncertainty)
-    uncertain: bool = False  # uncertainty >= the classifier's threshold: may be another expression
-    detection: Face | None = None  # the detector's score and landmarks (None with detection off)
+class Classified:
+    """The label and confidence of anything with `probs` (4,) in CLASSES order: a face in a photo or a video."""
+
+    probs: np.ndarray
 
     @property
     def label(self) -> str:
@@ -186,6 +181,17 @@ class FaceResult:
     @property
     def confidence(self) -> float:
         return float(np.max(self.probs))
+
+
+@dataclass
+class FaceResult(Classified):
+    index: int
+    box: Box  # the detector's box on the photo (the whole image with detection off)
+    face: np.ndarray  # the 48x48 aligned crop the model saw
+    probs: np.ndarray  # (4,) in CLASSES order
+    uncertainty: float = 0.0  # the classifier's uncertainty score (Classifier.uncertainty)
+    uncertain: bool = False  # uncertainty >= the classifier's threshold: may be another expression
+    detection: Face | None = None  # the detector's score and landmarks (None with detection off)
 
 
 @dataclass

@@ -31,6 +31,8 @@ from PIL import Image, ImageDraw, ImageFont
 from fer.config import CLASS_COLORS, CLASSES
 from fer.errors import FerError, VideoError, write_user_file
 from fer.faces import MAX_FACES, Box, Face, align_face
+from fer.predict import Classified
+from fer.record import PROB_COLUMNS
 
 DEFAULT_FPS = 5.0  # sampled frames per second
 MIN_FPS, MAX_FPS = 0.1, 30.0
@@ -59,7 +61,7 @@ VIDEO_CSV_COLUMNS = [
     "w",
     "h",
     "label",
-    *(f"p_{name}" for name in CLASSES),
+    *PROB_COLUMNS,
     "uncertainty",
     "uncertain",
     "error",
@@ -97,7 +99,7 @@ class VideoInfo:
 
 
 @dataclass
-class PersonFace:
+class PersonFace(Classified):
     """One face in one sampled frame: the person's number (kept across frames) and the classification."""
 
     person: int
@@ -108,14 +110,6 @@ class PersonFace:
     score: float  # the detector's
     landmarks: tuple[tuple[float, float], ...]
     face: np.ndarray | None = None  # the 48x48 crop the model saw; dropped from stored results
-
-    @property
-    def label(self) -> str:
-        return CLASSES[int(np.argmax(self.probs))]
-
-    @property
-    def confidence(self) -> float:
-        return float(np.max(self.probs))
 
 
 @dataclass

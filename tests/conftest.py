@@ -20,6 +20,19 @@ from fer.config import CLASSES
 from fer.errors import DataError
 
 
+@pytest.fixture()
+def isolated_app(monkeypatch, tmp_path):
+    """For the app's tests: predictions cached in a temp folder, no background import thread, and torch's
+    thread count restored after (the app sets it)."""
+    import torch
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("FER_NO_WARMUP", "1")
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real dataset; tests that need it are skipped, with the reason, on a machine without it."""

@@ -34,15 +34,8 @@ TITLES = {
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    """Predictions cached in a temp folder; no background import thread; torch threads restored after."""
-    import torch
-
-    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("FER_NO_WARMUP", "1")
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+def isolated(isolated_app):
+    """Every test here runs the app in isolation (conftest.isolated_app)."""
 
 
 @pytest.fixture()

@@ -30,16 +30,9 @@ MAX_FACE_CARDS = 12  # app/pages/predict.py shows a card for the first 12 faces;
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    """No background import thread; a private prediction cache; torch threads restored after."""
-    import torch
-
-    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("FER_NO_WARMUP", "1")
+def isolated(isolated_app, monkeypatch, tmp_path):
+    """The app in isolation (conftest.isolated_app), with no dataset."""
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "no-dataset"))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 # -- generated files --------------------------------------------------------------------------------

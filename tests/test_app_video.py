@@ -18,15 +18,9 @@ pytestmark = pytest.mark.slow  # the real model and dataset end to end
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    import torch
-
-    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("FER_NO_WARMUP", "1")
+def isolated(isolated_app, monkeypatch, tmp_path):
+    """The app in isolation (conftest.isolated_app), with no dataset."""
     monkeypatch.setenv("FER_DATA_DIR", str(tmp_path / "no-dataset"))
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def open_page(page: str) -> AppTest:

@@ -108,6 +108,21 @@ def launch(playwright, extra_args=(), env: dict | None = None):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args], env=env)
 
 
+def fake_camera_page(playwright, server, clip):
+    """(browser, page): a Chromium whose camera plays `clip` (a .y4m), on the app's home page. Close the browser."""
+    fake_camera = [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={clip}",
+    ]
+    browser = launch(playwright, fake_camera)
+    context = browser.new_context(viewport=VIEWPORT, permissions=["camera"])
+    page = context.new_page()
+    page.set_default_timeout(SLOW_MS)
+    open_app(page, server)
+    return browser, page
+
+
 # -- helpers ------------------------------------------------------------------------------------------
 
 

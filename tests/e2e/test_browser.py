@@ -28,12 +28,11 @@ from fer.explain import METHODS
 
 from .browser import (
     ROOT,
-    SLOW_MS,
     VIEWPORT,
     assert_no_exception,
+    fake_camera_page,
     go_to,
     image_of,
-    launch,
     open_app,
     snap,
     texts,
@@ -263,17 +262,8 @@ def camera_clip(tmp_path, detectable_faces, predictor):
 
 
 def snap_camera_photo(playwright, server, clip, attempt: int) -> list[str]:
-    fake_camera = [
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}",
-    ]
-    browser = launch(playwright, fake_camera)
+    browser, page = fake_camera_page(playwright, server, clip)
     try:
-        context = browser.new_context(viewport=VIEWPORT, permissions=["camera"])
-        page = context.new_page()
-        page.set_default_timeout(SLOW_MS)
-        open_app(page, server)
         page.get_by_role("radiogroup", name="Photo source").get_by_text("Take a photo").click()
         button = page.get_by_role("button", name="Take Photo")
         button.wait_for()

@@ -12,7 +12,7 @@ from conftest import pasted, segments_clip
 
 from fer import video
 
-from .browser import SLOW_MS, VIEWPORT, assert_no_exception, go_to, launch, open_app, snap, wait_idle
+from .browser import SLOW_MS, assert_no_exception, fake_camera_page, go_to, open_app, snap, wait_idle
 from .test_browser import write_y4m
 
 pytestmark = pytest.mark.browser
@@ -78,17 +78,8 @@ def test_a_running_analysis_can_be_cancelled(page, server, segment_faces):
 
 def live_labels(playwright, server, clip, attempt: int) -> tuple[int, list[str]]:
     """(class-coloured pixels in the video shown back by the server, the frozen frame's labels)."""
-    fake_camera = [
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={clip}",
-    ]
-    browser = launch(playwright, fake_camera)
+    browser, page = fake_camera_page(playwright, server, clip)
     try:
-        context = browser.new_context(viewport=VIEWPORT, permissions=["camera"])
-        page = context.new_page()
-        page.set_default_timeout(SLOW_MS)
-        open_app(page, server)
         go_to(page, "Live camera", "Live camera")
         frame = page.frame_locator('iframe[title*="webrtc_streamer"]')
         frame.get_by_role("button", name="Start").click()
