@@ -281,10 +281,14 @@ def test_the_annotated_video_and_csv(segment_faces, predictor, tmp_path):
     frames, clip = read_all(str(out), fps=30)
     assert [t for t, _ in frames] == pytest.approx([f.time for f in report.frames], abs=0.002)
     # Each face is boxed in its class colour: the box's left edge, in the frame written at that time.
+    # H.264 keeps colour at half resolution, so a 2-pixel line is blended with what lies beside it: the
+    # line's pixels must be nearer its class's colour than any other class's.
     face = report.frames[0].faces[0]
-    edge = frames[0][1][face.box.y + face.box.h // 2, face.box.x + 1].astype(int)
-    color = np.array([int(video.BOX_COLORS[face.label][i : i + 2], 16) for i in (1, 3, 5)])
-    assert np.abs(edge - color).max() < 40, (edge, color)
+    middle = slice(face.box.y + face.box.h // 4, face.box.y + 3 * face.box.h // 4)
+    edge = frames[0][1][middle, face.box.x : face.box.x + 2].reshape(-1, 3).astype(int).mean(axis=0)
+    colours = {name: np.array([int(c[i : i + 2], 16) for i in (1, 3, 5)]) for name, c in video.BOX_COLORS.items()}
+    nearest = min(colours, key=lambda name: np.abs(edge - colours[name]).sum())
+    assert nearest == face.label, (edge, face.label)
     rows = list(csv.DictReader(io.StringIO(video.video_csv([report]))))
     assert len(rows) == sum(len(f.faces) for f in report.frames)
     assert rows[0]["file"] == "'=clip.mp4"  # formula-safe
