@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]  # the command's own words, for the records a run keeps (fer train's summary)
     try:
         return args.handler(args)
     except FerError as error:

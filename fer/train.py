@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -435,7 +436,7 @@ def main(args) -> dict:
 
     best_stats = history[best["epoch"]] if best["epoch"] >= 0 else {}
     summary = {
-        "command": "python -m fer train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]),
+        "command": shlex.join(["python", "-m", "fer", "train", *getattr(args, "argv", sys.argv[1:])]),
         "reproduce": reproduce_command(recipe),
         "recipe": recipe.to_dict(),
         "init_sha256": sha256_of(init_path) if init_path else None,
