@@ -222,16 +222,23 @@ def training_curves(curves: list[dict], height: int = 380):
 
 
 def reliability_diagram(
-    bins: list[dict], height: int = 360, title: str | None = None, compare: list[dict] | None = None
+    bins: list[dict],
+    height: int = 360,
+    title: str | None = None,
+    compare: list[dict] | None = None,
+    measure: str = "accuracy",
 ):
-    """Accuracy against confidence per bin (fer.evaluate.reliability_bins), with the perfect diagonal.
+    """`measure` against confidence per bin (fer.metrics.reliability_bins: accuracy; share_reliability:
+    "share", the share of people choosing the class), with the perfect diagonal.
 
     `compare`: a second set of bins drawn as a line (e.g. before temperature scaling).
     """
     import plotly.graph_objects as go
 
+    name = "accuracy" if measure == "accuracy" else "share of people"
+
     def points(rows):
-        used = [b for b in rows if b.get("count") and b.get("accuracy") is not None]
+        used = [b for b in rows if b.get("count") and b.get(measure) is not None]
         return used, [(b["low"] + b["high"]) / 2 for b in used]
 
     used, centres = points(bins)
@@ -241,25 +248,25 @@ def reliability_diagram(
     )
     fig.add_bar(
         x=centres,
-        y=[b["accuracy"] for b in used],
+        y=[b[measure] for b in used],
         width=[b["high"] - b["low"] for b in used],
-        name="accuracy",
+        name=name,
         marker_color=ACCENT,
         opacity=0.85,
         customdata=[[b["count"], b["confidence"]] for b in used],
-        hovertemplate="confidence %{customdata[1]:.0%}: accuracy %{y:.0%} (%{customdata[0]:,} images)<extra></extra>",
+        hovertemplate=f"confidence %{{customdata[1]:.0%}}: {name} %{{y:.0%}} (%{{customdata[0]:,}} images)<extra></extra>",
     )
     if compare:
         used_before, centres_before = points(compare)
         fig.add_scatter(
             x=centres_before,
-            y=[b["accuracy"] for b in used_before],
+            y=[b[measure] for b in used_before],
             mode="lines+markers",
             name="before calibration",
             line={"color": "#D55E00"},
         )
     fig.update_xaxes(range=[0, 1], tickformat=".0%", title="confidence")
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", title="accuracy")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%", title=name)
     return _layout(fig, height, title, legend={"orientation": "h", "y": -0.25})
 
 

@@ -302,6 +302,27 @@ def calibration_lines(card: dict) -> list[str]:
     return [f"{label}: {_pct(before)} before → {_pct(after)} after" for label, before, after in calibration_rows(card)]
 
 
+def people_caption(card: dict) -> str | None:
+    """What the share-of-people diagram shows (None where the card has no share reliability)."""
+    bins = ((card.get("calibration") or {}).get("share_reliability")) or []
+    used = [b for b in bins if b.get("count")]
+    if not used:
+        return None
+    n = sum(b["count"] for b in used)
+    return (
+        f"Probabilities as shares of people, on the {n:,} validation faces with crowd votes: each bar is the "
+        "average share of the ten FERPlus voters who chose the class the model put first, for the faces given "
+        'that probability. Bars on the diagonal mean "70%" reads as about 7 in 10 people (in-sample: the '
+        "temperature was fitted on these faces)."
+    )
+
+
+def people_figure(card: dict):
+    """The share-of-people reliability diagram (None where the card has no share reliability)."""
+    bins = (card.get("calibration") or {}).get("share_reliability")
+    return plots.reliability_diagram(bins, measure="share") if bins else None
+
+
 def reliability_caption(reliability: dict, split: str | None = None) -> str:
     """What the reliability diagram shows, and which ECE goes with it."""
     split = reliability.get("split") or split or "validation"
@@ -501,6 +522,9 @@ def figures(card: dict, split: str | None = None, reliability: dict | None = Non
     bins = reliability or stored_reliability(card, split)
     if bins:
         out["reliability"] = plots.reliability_diagram(bins["bins"], compare=bins.get("bins_before"))
+    people = people_figure(card)
+    if people is not None:
+        out["people"] = people
     balance = (card.get("data_card") or {}).get("class_balance")
     if balance:
         out["class_balance"] = plots.class_balance_bars(balance)
@@ -624,6 +648,8 @@ def report_html(
         rel = reliability or stored_reliability(card, split)
         parts.append(f"<p>{_e(reliability_caption(rel, split))}</p>")
         parts.append(figure_html(figs["reliability"]))
+    if "people" in figs:
+        parts += [f"<p>{_e(people_caption(card))}</p>", figure_html(figs["people"])]
     uncertain = uncertainty_summary(card)
     if uncertain:
         parts += ["<h2>When the model is unsure</h2>", *_cards(uncertainty_numbers(card))]

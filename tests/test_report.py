@@ -356,3 +356,16 @@ def test_the_training_curves_say_what_they_cover():
     names = [trace.name for trace in figures(tuned)["curves"].data]
     assert names == ["validation accuracy, crowd", "validation accuracy, FER2013 labels"]  # no loss recorded here
     assert text in unescape(report_html(tuned))
+
+
+def test_the_share_of_people_diagram_follows_the_cards_bins(card):
+    from app.report import people_caption, people_figure
+
+    assert people_caption(MINIMAL) is None and people_figure(MINIMAL) is None and "people" not in figures(MINIMAL)
+    bins = card["calibration"]["share_reliability"]
+    used = [b for b in bins if b["count"]]
+    bars = next(t for t in people_figure(card).data if t.type == "bar")
+    assert list(bars.y) == [b["share"] for b in used] and bars.name == "share of people"
+    assert f"on the {sum(b['count'] for b in used):,} validation faces with crowd votes" in people_caption(card)
+    out = unescape(report_html(card))
+    assert people_caption(card) in out and "people" in figures(card)

@@ -18,6 +18,8 @@ from app.report import (
     curves_caption,
     headline,
     model_details,
+    people_caption,
+    people_figure,
     per_class_rows,
     reliability_caption,
     result_sentences,
@@ -137,6 +139,10 @@ def render() -> None:
             "validation split once, then come back.",
             icon=":material/insights:",
         )
+    people = people_caption(card)
+    if people:
+        st.markdown(escape_markdown(people))
+        st.plotly_chart(people_figure(card), key="report-people")
     uncertain = uncertainty_summary(card)
     if uncertain:
         st.header("When the model is unsure")
