@@ -18,6 +18,16 @@ FONT = "Source Sans Pro, Helvetica, Arial, sans-serif"
 CONFUSION_SCALE = "blues"
 
 
+def graph_objects():
+    """plotly.graph_objects, once pandas is whole. plotly looks pandas up in sys.modules without importing
+    it, so a page drawing while another thread (a previous run's warm-up) is still importing pandas met a
+    half-initialised module; importing pandas here waits for that import to finish."""
+    import pandas  # noqa: F401
+    import plotly.graph_objects as go
+
+    return go
+
+
 def _layout(fig, height: int, title: str | None = None, **extra):
     fig.update_layout(
         template="plotly_white",
@@ -32,7 +42,7 @@ def _layout(fig, height: int, title: str | None = None, **extra):
 
 def probability_bars(probs, height: int = 190, title: str | None = None):
     """Horizontal bars of the four class probabilities, in class order, labelled in percent."""
-    import plotly.graph_objects as go
+    go = graph_objects()
 
     probs = [float(p) for p in probs]
     fig = go.Figure(
@@ -62,7 +72,7 @@ def row_normalised(matrix) -> np.ndarray:
 
 def confusion_heatmap(matrix, normalise: bool = False, height: int = 420, title: str | None = None):
     """A static confusion matrix (rows: true class, columns: predicted), counts or row shares."""
-    import plotly.graph_objects as go
+    go = graph_objects()
 
     counts = np.asarray(matrix, dtype=int)
     values = row_normalised(counts) if normalise else counts
@@ -105,6 +115,7 @@ CONFUSION_SELECTION = "cell"
 
 def confusion_chart(matrix, normalise: bool = False, height: int = 380):
     """A clickable confusion matrix (Altair rects): Streamlit reports the clicked cell's true/predicted."""
+    graph_objects()  # altair reads pandas too
     import altair as alt
     import pandas as pd
 
@@ -143,7 +154,7 @@ def confusion_chart(matrix, normalise: bool = False, height: int = 380):
 def _grouped_class_bars(x: list, values: dict, text, hover: str):
     """Bars grouped by `x`, one colour per class; values[class] gives one number per x. `text` formats a
     bar's label, `hover` is the hover template after the class name."""
-    import plotly.graph_objects as go
+    go = graph_objects()
 
     fig = go.Figure()
     for name in CLASSES:
@@ -185,6 +196,7 @@ CROWD_ACCURACY_COLOR = "#000000"  # Okabe-Ito black, apart from the classes: the
 def training_curves(curves: list[dict], height: int = 380):
     """Loss (train and validation) and validation accuracy (against the crowd's label, where scored, and
     FER2013's labels) per epoch, side by side, each in its own colour."""
+    graph_objects()
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Validation accuracy"), horizontal_spacing=0.1)
@@ -233,7 +245,7 @@ def reliability_diagram(
 
     `compare`: a second set of bins drawn as a line (e.g. before temperature scaling).
     """
-    import plotly.graph_objects as go
+    go = graph_objects()
 
     name = "accuracy" if measure == "accuracy" else "share of people"
 
@@ -272,7 +284,7 @@ def reliability_diagram(
 
 def faithfulness_bars(scores: dict[str, float], height: int = 300, title: str | None = None):
     """ROAD score per saliency method (higher is more faithful), best first."""
-    import plotly.graph_objects as go
+    go = graph_objects()
 
     ordered = sorted(scores.items(), key=lambda item: -item[1])
     fig = go.Figure(

@@ -142,9 +142,9 @@ def person_series(report, person: int) -> tuple[np.ndarray, np.ndarray]:
 
 def timeline_figure(times, probs, title: str, height: int = 260, window: tuple[float, float] | None = None):
     """The four probabilities over time, one line per class in its colour (points are clickable)."""
-    import plotly.graph_objects as go
+    from app.plots import FONT, graph_objects
 
-    from app.plots import FONT
+    go = graph_objects()
 
     figure = go.Figure()
     for k, name in enumerate(CLASSES):
