@@ -77,10 +77,12 @@ def moving_faces(faces: list[np.ndarray], seconds: float, fps: int = 25, side: i
         yield frame
 
 
-def detectable(validation, predictor, label: str, count: int, skip: int = 0) -> list[np.ndarray]:
-    """Validation faces of `label` the detector finds alone on a 640x480 frame (the model is not asked)."""
+def detectable(validation, predictor, label: str, count: int, truth=None) -> list[np.ndarray]:
+    """Validation faces of `label` the detector finds alone on a 640x480 frame (the model is not asked).
+    `truth`: per face the label to match instead of the folder's (e.g. -1 where the two truths differ)."""
+    truth = validation.labels if truth is None else truth
     chosen = []
-    for i in np.flatnonzero(validation.labels == CLASSES.index(label))[skip:]:
+    for i in np.flatnonzero(truth == CLASSES.index(label)):
         frame = background()
         paste(frame, validation.images[i], 250, 150, 150)
         if len(predictor.detector.detect(frame)) == 1:
@@ -179,12 +181,15 @@ def segment_accuracy(validation, predictor, trials: int) -> tuple[list[float], d
     """Per trial (a clip of a new happy, surprise and neutral face, 4 s each): the share of sampled frames
     labelled right, per segment, and per class over all trials; and per segment the share of sampled
     frames whose label is the photo pipeline's on the same frame as a still PNG (the video path's own
-    agreement, apart from the model's accuracy)."""
+    agreement, apart from the model's accuracy). The faces are those whose two truths agree: the FERPlus
+    crowd's label is the folder's, so "right" is not a matter of which truth."""
     from PIL import Image
 
     from fer.images import LoadedImage
 
-    pools = {name: detectable(validation, predictor, name, trials) for name in ("happy", "surprise", "neutral")}
+    crowd, _ = data.crowd_labels(validation, data.load_votes(data.find_votes_file(data.find_data_dir())))
+    agreed = np.where(crowd == validation.labels, validation.labels, -1)
+    pools = {name: detectable(validation, predictor, name, trials, agreed) for name in ("happy", "surprise", "neutral")}
     per_segment, per_class, agreement = [], {name: [] for name in pools}, []
     for trial in range(trials):
 
@@ -212,7 +217,8 @@ def label_rows(validation, served, trials: int) -> list[tuple[str, str]]:
     per_segment, per_class, agreement = segment_accuracy(validation, served, trials)
     return [
         (
-            f"label right per segment, {trials} clips x 3 segments of new validation faces (median; mean)",
+            f"label right per segment, {trials} clips x 3 segments of new validation faces, crowd = folder label "
+            "(median; mean)",
             f"{np.median(per_segment):.0%}; {np.mean(per_segment):.0%} "
             f"({', '.join(f'{k} {v:.0%}' for k, v in per_class.items())})",
         ),
