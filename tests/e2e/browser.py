@@ -46,8 +46,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_streamlit(port: int, log_path: Path, env: dict | None = None, command: list[str] | None = None):
-    """`streamlit run streamlit_app.py` at low CPU priority; returns the Popen once /_stcore/health answers."""
+def start_streamlit(
+    port: int, log_path: Path, env: dict | None = None, command: list[str] | None = None, niceness: int = 19
+):
+    """`streamlit run streamlit_app.py` at low CPU priority (`niceness`); returns the Popen once
+    /_stcore/health answers."""
     command = command or [sys.executable, "-m", "streamlit", "run", "streamlit_app.py"]
     args = [
         "--server.headless",
@@ -63,7 +66,7 @@ def start_streamlit(port: int, log_path: Path, env: dict | None = None, command:
     ]
     log = open(log_path, "wb")  # noqa: SIM115 (closed with the process)
     process = subprocess.Popen(
-        ["nice", "-n", "19", *command, *args],
+        ["nice", "-n", str(niceness), *command, *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=log,
