@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.video import background, detectable, paste  # noqa: E402
 from fer import data  # noqa: E402
 from fer.predict import Predictor, load_classifier  # noqa: E402
-from tests.e2e.browser import fake_camera_page, free_port, go_to, start_streamlit, stop  # noqa: E402
+from tests.e2e.browser import fake_camera_page, free_port, start_live_camera, start_streamlit, stop  # noqa: E402
 from tests.e2e.test_browser import write_y4m  # noqa: E402
 
 PRESENTED = """v => new Promise(done => {
@@ -63,13 +63,8 @@ def measure(playwright, server_url: str, clip: Path, seconds: int) -> dict[str, 
 
     browser, page = fake_camera_page(playwright, Server, clip)
     try:
-        go_to(page, "Live camera", "Live camera")
-        frame = page.frame_locator('iframe[title*="webrtc_streamer"]')
-        frame.get_by_role("button", name="Start").click()
-        shown = frame.locator("video")
-        shown.wait_for()
+        shown = start_live_camera(page)
         values = page.get_by_test_id("stMetricValue")
-        values.filter(has_text=re.compile(r"^\d")).first.wait_for(timeout=240_000)
         page.wait_for_timeout(3000)  # past the first frames (the model's warm-up)
         presented, processed, delay = [], [], []
         for _ in range(seconds):

@@ -126,6 +126,18 @@ def fake_camera_page(playwright, server, clip):
     return browser, page
 
 
+def start_live_camera(page):
+    """On the Live page, press Start; returns the <video> the server sends back (boxes drawn), once the
+    page's frame-rate metric turns from "-" to a number (the model's first load can take a while)."""
+    go_to(page, "Live camera", "Live camera")
+    frame = page.frame_locator('iframe[title*="webrtc_streamer"]')
+    frame.get_by_role("button", name="Start").click()
+    shown = frame.locator("video")
+    shown.wait_for()
+    page.get_by_test_id("stMetricValue").filter(has_text=re.compile(r"^\d")).first.wait_for(timeout=SLOW_MS)
+    return shown
+
+
 # -- helpers ------------------------------------------------------------------------------------------
 
 

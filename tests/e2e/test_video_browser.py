@@ -12,7 +12,15 @@ from conftest import pasted, segments_clip
 
 from fer import video
 
-from .browser import SLOW_MS, assert_no_exception, fake_camera_page, go_to, open_app, snap, wait_idle
+from .browser import (
+    assert_no_exception,
+    fake_camera_page,
+    go_to,
+    open_app,
+    snap,
+    start_live_camera,
+    wait_idle,
+)
 from .test_browser import write_y4m
 
 pytestmark = pytest.mark.browser
@@ -80,14 +88,7 @@ def live_labels(playwright, server, clip, attempt: int) -> tuple[int, list[str]]
     """(class-coloured pixels in the video shown back by the server, the frozen frame's labels)."""
     browser, page = fake_camera_page(playwright, server, clip)
     try:
-        go_to(page, "Live camera", "Live camera")
-        frame = page.frame_locator('iframe[title*="webrtc_streamer"]')
-        frame.get_by_role("button", name="Start").click()
-        shown = frame.locator("video")
-        shown.wait_for()
-        # The page's frame-rate metric turns from "–" to a number once frames are processed (the model's
-        # first load on a busy machine can take a while).
-        page.get_by_test_id("stMetricValue").filter(has_text=re.compile(r"^\d")).first.wait_for(timeout=SLOW_MS)
+        shown = start_live_camera(page)
         colours = [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in video.BOX_COLORS.values()]
         count = 0
         for _ in range(60):  # the video shown is the server's: processed frames, boxes drawn
