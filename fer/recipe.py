@@ -61,7 +61,7 @@ class Recipe:
     )
     label_smoothing: float = option(0.0, "label smoothing of the four-class targets", "targets")
     balance: float = option(
-        0.0,
+        0.5,
         "weigh each class's loss by (1 / its share of the targets) ** this: 0 = as the targets come, 1 = every "
         "class counts the same",
         "targets",
