@@ -1,0 +1,34 @@
+"""scripts/crowd_ceiling.py: a second crowd drawn from the votes, and the shares read as probabilities."""
+
+import numpy as np
+
+from fer import data
+from scripts import crowd_ceiling
+
+
+def votes(**columns) -> np.ndarray:
+    row = np.zeros(len(data.ALL_VOTE_COLUMNS))
+    for name, count in columns.items():
+        row[data.ALL_VOTE_COLUMNS.index(name)] = count
+    return row
+
+
+def test_a_second_crowd_follows_the_votes():
+    counts = np.stack([votes(happiness=10), votes(NF=10), votes(sadness=5, neutral=5), votes(anger=9, neutral=1)])
+    rng = np.random.default_rng(0)
+    drawn = np.stack([crowd_ceiling.second_crowd_labels(counts, rng) for _ in range(400)])
+    assert (drawn[:, 0] == data.CLASSES.index("happy")).all()  # unanimous: always the same label
+    assert (drawn[:, 1] == data.NO_CROWD_LABEL).all()  # "not a face" is never one of the four
+    split = drawn[:, 2]
+    assert 0.15 < (split == data.NO_CROWD_LABEL).mean() < 0.4  # a 5/5 face often ties again
+    assert {data.CLASSES.index("sad"), data.CLASSES.index("neutral")} <= set(split.tolist())
+    assert (drawn[:, 3] != data.CLASSES.index("neutral")).mean() > 0.99
+
+
+def test_the_ceiling_on_validation(data_root, capsys):
+    crowd_ceiling.main(["--data", str(data_root), "--repeats", "3"])
+    out = capsys.readouterr().out
+    assert "4688 faces with a crowd label" in out
+    overall = float(out.split("agrees with the first on ")[1].split()[0])
+    assert 0.85 < overall < 0.97  # ten people per face disagree with ten others on some faces, not most
+    assert "T 1.0: total variation 0.000" in out
