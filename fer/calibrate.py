@@ -24,7 +24,7 @@ import torch
 from torch.nn import functional as F
 
 from fer.data import NO_CROWD_LABEL
-from fer.metrics import auroc, expected_calibration_error, total_variation
+from fer.metrics import auroc, expected_calibration_error, share_calibration_error, total_variation
 from fer.predict import uncertainty_scores
 
 OTHER_HEAD_L2 = 1e-3  # ridge penalty on the standardised features (chosen on validation AUROC: 1e-3 > 1e-2 > 1e-1)
@@ -90,7 +90,9 @@ def cross_fitted_calibration(
         out = {"ece": expected_calibration_error(softmax(logits[scored], t), labels[scored])}
         if shares is not None:
             with_shares = index[has_shares[index]]
-            out["tv"] = float(total_variation(softmax(logits[with_shares], t), shares[with_shares]).mean())
+            probs = softmax(logits[with_shares], t)
+            out["tv"] = float(total_variation(probs, shares[with_shares]).mean())
+            out["share_ece"] = share_calibration_error(probs, shares[with_shares])
         return out
 
     # Halves stratified by the label (faces without one form their own stratum).

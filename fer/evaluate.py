@@ -26,7 +26,13 @@ from fer.checkpoint import sha256_of, weights_path
 from fer.config import CLASSES
 from fer.errors import write_user_file
 from fer.faces import Detector
-from fer.metrics import compute_metrics, expected_calibration_error, reliability_bins, total_variation
+from fer.metrics import (
+    compute_metrics,
+    expected_calibration_error,
+    reliability_bins,
+    share_calibration_error,
+    total_variation,
+)
 from fer.predict import Classifier, Predictor, load_classifier
 
 OTHER_FOLDER = "other"  # beside a photo split: photos of expressions outside the four, for the uncertainty flag
@@ -129,6 +135,7 @@ def evaluate_faces(
                 "no_label": no_label,
                 **truth_report(crowd, probs, uncalibrated, subsets),
                 "vote_shares_tv": float(total_variation(probs[has_shares], shares[has_shares]).mean()),
+                "vote_shares_ece": share_calibration_error(probs[has_shares], shares[has_shares]),
                 "n_vote_shares": int(has_shares.sum()),
             }
         agrees, disagrees = data.crowd_agrees(faces, votes)

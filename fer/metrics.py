@@ -37,6 +37,19 @@ def share_reliability(probs: np.ndarray, shares: np.ndarray, bins: int = 10) -> 
     return _binned(probs, shares[np.arange(len(shares)), probs.argmax(axis=1)], "share", bins)
 
 
+def share_calibration_error(probs: np.ndarray, shares: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE with the share of people who chose the top class in place of 0/1 correctness: mean |share -
+    top probability| over equal-width bins of the top probability, weighted by the bin's share of rows.
+    0 when "70%" means 7 in 10 people, bin by bin (the reading `fer card` calibrates for); the ECE against
+    the crowd's majority label cannot be 0 then, since the majority is right more often than its share."""
+    chosen = np.asarray(shares, dtype=np.float64)[np.arange(len(shares)), probs.argmax(axis=1)]
+    return sum(
+        b["count"] / len(probs) * abs(b["share"] - b["confidence"])
+        for b in _binned(probs, chosen, "share", bins)
+        if b["count"]
+    )
+
+
 def confidence_bins(probs: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray]:
     """The bin edges (bins + 1) and each row's bin of its top probability (equal-width bins over [0, 1])."""
     edges = np.linspace(0, 1, bins + 1)

@@ -72,7 +72,7 @@ def test_evaluate_cli_json_and_csv_contract(tiny_dataset, tmp_path, classifier):
     # Both truths side by side, the crowd's first: the tiny dataset has the votes file beside it.
     assert set(report) >= REPORT_KEYS | {"crowd"} and report["headline"] == "crowd"
     crowd, folder = report["crowd"], report["folder"]
-    assert set(crowd) >= TRUTH_KEYS | {"no_label", "vote_shares_tv"} and set(folder) >= TRUTH_KEYS
+    assert set(crowd) >= TRUTH_KEYS | {"no_label", "vote_shares_tv", "vote_shares_ece"} and set(folder) >= TRUTH_KEYS
     assert report["n"] == folder["n"] == 100 and folder["classes"] == list(CLASSES)
     assert crowd["n"] + sum(crowd["no_label"].values()) == 100 and crowd["n"] < 100
     assert np.array(folder["confusion_matrix"]).sum() == 100 and np.array(crowd["confusion_matrix"]).sum() == crowd["n"]
