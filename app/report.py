@@ -285,6 +285,14 @@ def calibration_rows(card: dict) -> list[tuple[str, float, float]]:
                 float(found["tv_after"]),
             )
         )
+    if found.get("share_ece_before") is not None and found.get("share_ece_after") is not None:
+        rows.append(
+            (
+                "Cross-fitted ECE against the share of people choosing the top class",
+                float(found["share_ece_before"]),
+                float(found["share_ece_after"]),
+            )
+        )
     for split in splits_with_metrics(card):
         m = split_metrics(card, split)
         if m.get("ece_uncalibrated") is None or m.get("ece") is None:

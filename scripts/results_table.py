@@ -65,7 +65,13 @@ def block(card: dict, wild: dict) -> str:
         + f" (macro {photos['macro_recall']:.2f}; no face found in {wild['no_face_rate']:.1%} of photos). "
         f"Probabilities are calibrated to the crowd: on validation they are {calibration['tv_after']:.3f} "
         f"(mean total variation) from the share of people choosing each class, and the calibration error is "
-        f"{calibration['ece_after']:.3f} (both cross-fitted). The *may be another expression* flag catches "
+        f"{calibration['ece_after']:.3f} against the crowd's label"
+        + (
+            f", {calibration['share_ece_after']:.3f} against the share of people choosing the top class"
+            if "share_ece_after" in calibration
+            else ""
+        )
+        + " (cross-fitted). The *may be another expression* flag catches "
         f"{flag['out_of_scope_flagged']:.1%} of the faces the crowd saw as another expression on validation "
         f"({wild['uncertainty']['out_of_scope_flagged']:.1%} on news photos) and flags "
         f"{flag['in_scope_flagged']:.1%} of in-scope validation faces ({wild['uncertainty']['in_scope_flagged']:.1%} "
