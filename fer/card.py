@@ -257,7 +257,7 @@ def build_card(
     history = summary.get("history") or json.loads(history_file.read_text())
     train = data.load_folder(root, "train")
     calibration_index = np.random.default_rng(0).permutation(len(train))[:INT8_CALIBRATION_FACES]
-    int8_state = quantize.quantize(model, train.images[calibration_index]).state_dict()
+    int8_state = quantize.activation_ranges(quantize.quantize(model, train.images[calibration_index]))
     calibration, uncertainty, head = calibrate(model, root, train, {"int8_state_dict": int8_state, "tta": tta})
     extra = {
         "epoch": meta.get("epoch"),

@@ -3,7 +3,9 @@
 Convolutions and the linear head run in int8 with the x86 (fbgemm/oneDNN) kernels, faster than fp32
 for whole photos and dataset splits (benchmarks/bench.py; docs/reliability.md). Activation ranges are
 measured once on training faces by `fer card` and the int8 state dict ships inside the checkpoint, so
-loading needs no data. Grad-CAM keeps using the fp32 model (it needs gradients).
+loading needs no data. Only the activations' scales and zero points ship (`activation_ranges`): the int8
+weights follow from the float ones, which ship anyway, and converting them again at load gives the same
+codes. Grad-CAM keeps using the fp32 model (it needs gradients).
 
 The input gets exact quantization parameters instead of observed ones: a face has 256 gray levels and
 each gets its own int8 code (see `_quantize_input_exactly`).
@@ -11,6 +13,7 @@ each gets its own int8 code (see `_quantize_input_exactly`).
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -91,8 +94,26 @@ def quantize(model: FerNet, calibration_faces: np.ndarray, batch_size: int = 256
     return quantized
 
 
+# An activation's quantization parameters in a converted model's state dict: a module's output
+# ("head.scale", "stem.0.zero_point") or a quantize step in the graph ("_scale_0", "stages_1_0_se_zero_point_3").
+_ACTIVATION_QPARAM = re.compile(r"(^|[._])(scale|zero_point)(_\d+)?$")
+
+
+def activation_ranges(quantized: torch.nn.Module) -> dict:
+    """What calibration decided, the part of the int8 model's state that a checkpoint needs: every
+    activation's scale and zero point (a few hundred numbers; the int8 weights follow from the float ones)."""
+    return {k: v for k, v in quantized.state_dict().items() if _ACTIVATION_QPARAM.search(k)}
+
+
 def from_state_dict(model: FerNet, state_dict: dict) -> torch.nn.Module:
-    """Rebuild the int8 model saved by `quantize(...).state_dict()` (no calibration data needed)."""
+    """Rebuild the int8 model from `activation_ranges(...)` or a whole `quantize(...).state_dict()` (no
+    calibration data needed): the weights are quantized from `model`'s, as `quantize` did."""
     quantized = _converted(_prepared(model))
-    quantized.load_state_dict(state_dict)
+    state = quantized.state_dict()
+    unexpected = sorted(set(state_dict) - set(state))
+    lacking = sorted(k for k in state if _ACTIVATION_QPARAM.search(k) and k not in state_dict)
+    if unexpected or lacking:
+        raise KeyError(f"int8 state does not match the model: unexpected {unexpected[:3]}, missing {lacking[:3]}")
+    state.update(state_dict)  # in place: quantized layers load only whole, and read the state's version metadata
+    quantized.load_state_dict(state)
     return quantized

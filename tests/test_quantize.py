@@ -90,3 +90,22 @@ def test_stem_weights_use_7_bits(classifier):
     """Full-range uint8 input x 7-bit weights cannot overflow int16 pair sums on CPUs without VNNI."""
     codes = classifier.inference_network.stem.get_submodule("0").weight().int_repr()
     assert codes.abs().max() <= 64 and codes.abs().max() >= 60  # 7 bits, and actually used
+
+
+def test_the_activation_ranges_alone_rebuild_the_same_int8_network(classifier, val_subset):
+    """A checkpoint keeps only the activations' scales and zero points; the int8 weights come again from
+    the float weights, code for code."""
+    quantized = quantize.quantize(classifier.model, val_subset.images[:64])
+    ranges = quantize.activation_ranges(quantized)
+    whole = quantized.state_dict()
+    assert 0 < len(ranges) < len(whole) and all(not v.is_quantized for v in ranges.values())
+    rebuilt = quantize.from_state_dict(classifier.model, ranges)
+    x = to_tensor(val_subset.images[64:96])
+    with torch.no_grad():
+        (logits, embedding), (rebuilt_logits, rebuilt_embedding) = quantized(x), rebuilt(x)
+    assert torch.equal(logits, rebuilt_logits) and torch.equal(embedding, rebuilt_embedding)
+    # Without one activation's range the int8 network would be wrong, so it is refused.
+    incomplete = dict(ranges)
+    del incomplete["head.scale"]
+    with pytest.raises(KeyError, match="head.scale"):
+        quantize.from_state_dict(classifier.model, incomplete)
