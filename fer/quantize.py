@@ -101,7 +101,7 @@ _ACTIVATION_QPARAM = re.compile(r"(^|[._])(scale|zero_point)(_\d+)?$")
 
 def activation_ranges(quantized: torch.nn.Module) -> dict:
     """What calibration decided, the part of the int8 model's state that a checkpoint needs: every
-    activation's scale and zero point (a few hundred numbers; the int8 weights follow from the float ones)."""
+    activation's scale and zero point (one number each; the int8 weights follow from the float ones)."""
     return {k: v for k, v in quantized.state_dict().items() if _ACTIVATION_QPARAM.search(k)}
 
 
