@@ -1,6 +1,6 @@
 """How far the crowd's own label lets a model go (docs/training.md and docs/evaluation.md cite it):
 
-    python -m scripts.crowd_ceiling [--split validation] [--repeats 20]
+    python -m scripts.crowd_ceiling [--split validation] [--repeats 20] [--model]
 
 1. A second crowd. Each face's ten FERPlus votes are drawn again from its vote shares, and the crowd label
    rule (`fer.data.crowd_labels`: a single top column among the four classes) is applied to the new votes.
@@ -9,6 +9,10 @@
 2. The shares as probabilities. A model whose probabilities equal the shares, the reading `fer card`
    calibrates for, has total variation 0 to them; its ECE against the crowd label is printed, and so is
    the pair for the shares sharpened (raised to 1/T and renormalised), which trades one for the other.
+3. With --model, the same trade for the served model (int8, as shipped) at other temperatures than its
+   own: total variation to the shares, ECE against the crowd's label and against the share of people
+   (`fer.metrics.share_calibration_error`). In-sample: the temperatures are scored on the faces they
+   are compared on.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import argparse
 import numpy as np
 
 from fer import data
-from fer.metrics import expected_calibration_error, total_variation
+from fer.calibrate import softmax
+from fer.metrics import expected_calibration_error, share_calibration_error, total_variation
 
 
 def second_crowd_labels(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -38,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="validation")
     parser.add_argument("--repeats", type=int, default=20, help="second crowds drawn per face")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", action="store_true", help="also the served model at other temperatures")
     args = parser.parse_args(argv)
 
     root = data.find_data_dir(args.data)
@@ -62,6 +68,29 @@ def main(argv: list[str] | None = None) -> None:
         probs /= probs.sum(axis=1, keepdims=True)
         tv, ece = total_variation(probs, shares).mean(), expected_calibration_error(probs, labels)
         print(f"  T {temperature:.1f}: total variation {tv:.3f} | ECE against the crowd label {ece:.3f}")
+    if args.model:
+        model_tradeoff(faces, votes)
+
+
+def model_tradeoff(faces: data.FaceSet, votes: dict) -> None:
+    """As the card measures them: total variation on every face with votes for the four classes (ties
+    included), ECE on the faces with a crowd label."""
+    from fer import load_classifier
+
+    labels, _ = data.crowd_labels(faces, votes)
+    shares, has_shares = data.crowd_distribution(faces, votes)
+    labelled = labels != data.NO_CROWD_LABEL
+    classifier = load_classifier()
+    logits = classifier.outputs(faces.images)[0].numpy()
+    print(f"the served model (its own T {classifier.temperature:.3f}), at other temperatures:")
+    for temperature in (classifier.temperature, 0.7, 0.65, 0.6, 0.55, 0.5):
+        probs = softmax(logits, temperature)
+        tv = total_variation(probs[has_shares], shares[has_shares]).mean()
+        print(
+            f"  T {temperature:.3f}: total variation {tv:.3f} | "
+            f"ECE against the crowd label {expected_calibration_error(probs[labelled], labels[labelled]):.3f} | "
+            f"against the share of people {share_calibration_error(probs[has_shares], shares[has_shares]):.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """scripts/crowd_ceiling.py: a second crowd drawn from the votes, and the shares read as probabilities."""
 
 import numpy as np
+import pytest
 
 from fer import data
 from scripts import crowd_ceiling
@@ -32,3 +33,15 @@ def test_the_ceiling_on_validation(data_root, capsys):
     overall = float(out.split("agrees with the first on ")[1].split()[0])
     assert 0.85 < overall < 0.97  # ten people per face disagree with ten others on some faces, not most
     assert "T 1.0: total variation 0.000" in out
+
+
+@pytest.mark.slow
+def test_the_served_temperature_is_the_one_that_reads_as_people(data_root, capsys):
+    """Sharper temperatures lower the ECE against the majority label and raise the share error: the
+    shipped T, fitted to the shares, has the smallest share error of those printed."""
+    crowd_ceiling.main(["--data", str(data_root), "--repeats", "1", "--model"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if "against the share of people" in line]
+    share_errors = [float(line.rsplit(" ", 1)[1]) for line in rows]
+    label_eces = [float(line.split("crowd label ")[1].split()[0]) for line in rows]
+    assert len(rows) == 6 and share_errors[0] == min(share_errors) < 0.03
+    assert label_eces[0] > 2 * min(label_eces)
