@@ -31,10 +31,15 @@ def total_variation(probs: np.ndarray, shares: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(np.asarray(probs, dtype=np.float64) - np.asarray(shares, dtype=np.float64)).sum(axis=1)
 
 
+def _chosen_share(probs: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Per row, the share of people who chose the class the probabilities rank first."""
+    return np.asarray(shares, dtype=np.float64)[np.arange(len(shares)), probs.argmax(axis=1)]
+
+
 def share_reliability(probs: np.ndarray, shares: np.ndarray, bins: int = 10) -> list[dict]:
     """Per bin of the top probability: its range, face count, mean top probability and the mean share of
     people (the crowd's votes) who chose that class. Where the two agree, "70%" reads as 7 in 10 people."""
-    return _binned(probs, shares[np.arange(len(shares)), probs.argmax(axis=1)], "share", bins)
+    return _binned(probs, _chosen_share(probs, shares), "share", bins)
 
 
 def share_calibration_error(probs: np.ndarray, shares: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -42,12 +47,12 @@ def share_calibration_error(probs: np.ndarray, shares: np.ndarray, bins: int = E
     top probability| over equal-width bins of the top probability, weighted by the bin's share of rows.
     0 when "70%" means 7 in 10 people, bin by bin (the reading `fer card` calibrates for); the ECE against
     the crowd's majority label cannot be 0 then, since the majority is right more often than its share."""
-    chosen = np.asarray(shares, dtype=np.float64)[np.arange(len(shares)), probs.argmax(axis=1)]
-    return sum(
-        b["count"] / len(probs) * abs(b["share"] - b["confidence"])
-        for b in _binned(probs, chosen, "share", bins)
-        if b["count"]
-    )
+    return _calibration_gap(probs, _chosen_share(probs, shares), bins)
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the bin's share."""
+    return _calibration_gap(probs, probs.argmax(axis=1) == labels, bins)
 
 
 def confidence_bins(probs: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray]:
@@ -56,19 +61,16 @@ def confidence_bins(probs: np.ndarray, bins: int = ECE_BINS) -> tuple[np.ndarray
     return edges, np.clip(np.digitize(probs.max(axis=1), edges[1:-1], right=True), 0, bins - 1)
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the bin's share."""
-    if len(labels) == 0:
-        return 0.0
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    _, which = confidence_bins(probs, bins)
-    ece = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+def _calibration_gap(probs: np.ndarray, value: np.ndarray, bins: int) -> float:
+    """Both ECEs: per confidence bin, |mean value - mean top probability|, weighted by the bin's share of
+    rows (0 for no rows)."""
+    return float(
+        sum(
+            b["count"] / len(probs) * abs(b["value"] - b["confidence"])
+            for b in _binned(probs, value, "value", bins)
+            if b["count"]
+        )
+    )
 
 
 def _binned(probs: np.ndarray, value: np.ndarray, name: str, bins: int) -> list[dict]:
