@@ -226,27 +226,33 @@ NO_LABEL_REASONS = ("no_votes", "tie", "other_expression", "unknown", "not_a_fac
 
 
 def crowd_labels(faces: FaceSet, votes: dict[str, dict[str, str]] | None) -> tuple[np.ndarray, dict[str, int]]:
-    """Per image, the crowd's label: the single most-voted of the ten FERPlus columns when that column is
-    one of our four classes (a class index), else NO_CROWD_LABEL; and how many images lack one, by reason.
+    """Per image, the crowd's label (`crowd_labels_of_counts` on its votes), and how many images lack one,
+    by reason. An image without a votes row counts as one without votes."""
+    labels, reasons = crowd_labels_of_counts(vote_counts(faces, votes)[0])
+    return labels, {reason: int(reasons[reason].sum()) for reason in NO_LABEL_REASONS}
 
-    A tie for the top count, a top vote for another expression, "unknown" or "not a face", and an image
-    without a votes row all give no label: the crowd did not call it one of our four."""
-    counts, has_row = vote_counts(faces, votes)
+
+def crowd_labels_of_counts(counts: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The crowd-label rule on vote counts (rows in ALL_VOTE_COLUMNS order): the single most-voted of the
+    ten columns when it is one of our four classes (a class index), else NO_CROWD_LABEL; and per reason in
+    NO_LABEL_REASONS, a mask of the rows it leaves unlabelled.
+
+    A tie for the top count, a top vote for another expression, "unknown" or "not a face", and a row
+    without votes give no label: the crowd did not call it one of our four."""
     top = counts.max(axis=1)
     tied = (counts == top[:, None]).sum(axis=1) > 1
     winner = counts.argmax(axis=1)
     n_four, n_expressions = len(VOTE_COLUMNS), len(VOTE_COLUMNS) + len(OUT_OF_SCOPE_VOTES)
+    single = (top > 0) & ~tied
     reasons = {
-        "no_votes": ~has_row | (top == 0),
-        "tie": has_row & (top > 0) & tied,
+        "no_votes": top == 0,
+        "tie": (top > 0) & tied,
+        "other_expression": single & (winner >= n_four) & (winner < n_expressions),
+        "unknown": single & (winner == ALL_VOTE_COLUMNS.index("unknown")),
+        "not_a_face": single & (winner == ALL_VOTE_COLUMNS.index("NF")),
     }
-    single = has_row & (top > 0) & ~tied
-    reasons["other_expression"] = single & (winner >= n_four) & (winner < n_expressions)
-    reasons["unknown"] = single & (winner == ALL_VOTE_COLUMNS.index("unknown"))
-    reasons["not_a_face"] = single & (winner == ALL_VOTE_COLUMNS.index("NF"))
-    labelled = single & (winner < n_four)
-    labels = np.where(labelled, winner, NO_CROWD_LABEL).astype(np.int64)
-    return labels, {reason: int(reasons[reason].sum()) for reason in NO_LABEL_REASONS}
+    labels = np.where(single & (winner < n_four), winner, NO_CROWD_LABEL).astype(np.int64)
+    return labels, reasons
 
 
 def crowd_out_of_scope(faces: FaceSet, votes: dict[str, dict[str, str]]) -> np.ndarray:

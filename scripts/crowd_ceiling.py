@@ -3,7 +3,7 @@
     python -m scripts.crowd_ceiling [--split validation] [--repeats 20] [--model]
 
 1. A second crowd. Each face's ten FERPlus votes are drawn again from its vote shares, and the crowd label
-   rule (`fer.data.crowd_labels`: a single top column among the four classes) is applied to the new votes.
+   rule (`fer.data.crowd_labels_of_counts`: a single top column among the four classes) is applied to the new votes.
    How often the second crowd's label agrees with the first is what a model that knew each face's shares
    exactly would score against a fresh crowd: a ceiling for accuracy and for each class's recall.
 2. The shares as probabilities. A model whose probabilities equal the shares, the reading `fer card`
@@ -29,12 +29,9 @@ from fer.metrics import expected_calibration_error, share_calibration_error, tot
 def second_crowd_labels(counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Crowd labels of a new crowd of the same size per face, drawn from each face's ten-column shares."""
     totals = counts.sum(axis=1).astype(np.int64)
-    shares = counts / counts.sum(axis=1, keepdims=True)
-    votes = np.stack([rng.multinomial(n, p / p.sum()) for n, p in zip(totals, shares.astype(np.float64))])
-    top = votes.max(axis=1)
-    single = (votes == top[:, None]).sum(axis=1) == 1
-    winner = votes.argmax(axis=1)
-    return np.where(single & (winner < len(data.VOTE_COLUMNS)), winner, data.NO_CROWD_LABEL)
+    shares = counts.astype(np.float64) / totals[:, None]
+    votes = np.stack([rng.multinomial(n, p / p.sum()) for n, p in zip(totals, shares)])
+    return data.crowd_labels_of_counts(votes)[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,8 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     faces = data.load_folder(root, args.split)
     labels, _ = data.crowd_labels(faces, votes)
     counts, _ = data.vote_counts(faces, votes)
+    shares, _ = data.crowd_distribution(faces, votes)
     keep = labels != data.NO_CROWD_LABEL
-    labels, counts = labels[keep], counts[keep]
+    labels, counts, shares = labels[keep], counts[keep], shares[keep]
     print(f"{args.split}: {keep.sum()} faces with a crowd label")
 
     rng = np.random.default_rng(args.seed)
@@ -60,8 +58,6 @@ def main(argv: list[str] | None = None) -> None:
     per_class = " | ".join(f"{name} {agree[labels == k].mean():.3f}" for k, name in enumerate(data.CLASSES))
     print(f"a second crowd agrees with the first on {agree.mean():.3f} of faces | {per_class}")
 
-    four = counts[:, : len(data.VOTE_COLUMNS)]
-    shares = four / four.sum(axis=1, keepdims=True)
     print("shares as probabilities, sharpened to the power 1/T:")
     for temperature in (1.0, 0.7, 0.5, 0.3, 0.1):
         probs = shares ** (1 / temperature)

@@ -121,6 +121,21 @@ def test_the_crowd_label_is_the_single_top_vote_when_it_is_one_of_the_four_class
     assert data.vote_summary(data.vote_counts(faces, votes)[0][0]) == "neutral 6 · sad 3 · anger 1"
 
 
+def test_the_crowd_label_rule_reads_bare_vote_counts():
+    """The rule without a dataset (scripts/crowd_ceiling.py applies it to drawn votes): each row's reason."""
+    rows = [dict(neutral=6, sadness=4), dict(neutral=5, sadness=5), dict(anger=6, happiness=4), dict(unknown=9), {}]
+    counts = np.stack([[float(row.get(column, 0)) for column in data.ALL_VOTE_COLUMNS] for row in rows])
+    labels, reasons = data.crowd_labels_of_counts(counts)
+    assert labels.tolist() == [CLASSES.index("neutral"), -1, -1, -1, -1]
+    assert {reason: mask.nonzero()[0].tolist() for reason, mask in reasons.items()} == {
+        "no_votes": [4],
+        "tie": [1],
+        "other_expression": [2],
+        "unknown": [3],
+        "not_a_face": [],
+    }
+
+
 @pytest.mark.slow
 def test_the_crowd_labels_validation_as_the_votes_file_says(data_root, validation):
     votes = data.load_votes(data.find_votes_file(data_root))
