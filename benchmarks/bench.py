@@ -74,7 +74,7 @@ def main() -> None:
     batch = (np.random.default_rng(1).random((512, 48, 48)) * 255).astype(np.uint8)
 
     rows = []
-    for threads in (1, default_threads):
+    for threads in sorted({1, default_threads}):  # once where only one thread is available
         torch.set_num_threads(threads)
         thread_label = f"{threads} thread" + ("s" if threads > 1 else "")
         for label, model in (("single face", one_view), ("single face with flip TTA", with_mirror)):
