@@ -30,7 +30,7 @@ def to_tensor(faces) -> torch.Tensor:
 
 @dataclass
 class ModelConfig:
-    widths: tuple[int, ...] = (32, 64, 128, 256)
+    widths: tuple[int, ...] = (48, 96, 192, 384)
     depths: tuple[int, ...] = (1, 1, 2, 1)
     dropout: float = 0.2
     se_reduction: int = 8  # > 0: a squeeze-and-excitation gate per block after the first stage (0 = none)
