@@ -260,6 +260,14 @@ def calibration_summary(card: dict) -> str | None:
     )
 
 
+# The card's cross-fitted calibration numbers ("<key>_before", "<key>_after"), in the report's order.
+CROSS_FITTED_ROWS = (
+    ("ece", "Cross-fitted ECE (fit on one half of validation, scored on the other)"),
+    ("tv", "Cross-fitted distance to the crowd's four vote shares (mean total variation)"),
+    ("share_ece", "Cross-fitted ECE against the share of people choosing the top class"),
+)
+
+
 def calibration_rows(card: dict) -> list[tuple[str, float, float]]:
     """Each expected calibration error the card holds: (what was measured, before, after calibration).
 
@@ -269,30 +277,9 @@ def calibration_rows(card: dict) -> list[tuple[str, float, float]]:
     """
     rows = []
     found = card.get("calibration") if isinstance(card.get("calibration"), dict) else {}
-    if found.get("ece_before") is not None and found.get("ece_after") is not None:
-        rows.append(
-            (
-                "Cross-fitted ECE (fit on one half of validation, scored on the other)",
-                float(found["ece_before"]),
-                float(found["ece_after"]),
-            )
-        )
-    if found.get("tv_before") is not None and found.get("tv_after") is not None:
-        rows.append(
-            (
-                "Cross-fitted distance to the crowd's four vote shares (mean total variation)",
-                float(found["tv_before"]),
-                float(found["tv_after"]),
-            )
-        )
-    if found.get("share_ece_before") is not None and found.get("share_ece_after") is not None:
-        rows.append(
-            (
-                "Cross-fitted ECE against the share of people choosing the top class",
-                float(found["share_ece_before"]),
-                float(found["share_ece_after"]),
-            )
-        )
+    for key, label in CROSS_FITTED_ROWS:
+        if found.get(f"{key}_before") is not None and found.get(f"{key}_after") is not None:
+            rows.append((label, float(found[f"{key}_before"]), float(found[f"{key}_after"])))
     for split in splits_with_metrics(card):
         m = split_metrics(card, split)
         if m.get("ece_uncalibrated") is None or m.get("ece") is None:
