@@ -9,8 +9,9 @@ Faces whose FERPlus crowd majority is an expression outside our four (anger, dis
 are the "unknown" ones. The top probability barely tells them apart (the network was only ever shown
 four labels), but its pooled features do: a logistic "another expression" head on those features,
 fitted on the train faces the crowd put out of scope (classes reweighted to balance them, so its score
-is 0.5 where both look equally likely: a score, not a probability), is the uncertainty. The AUROC says
-how well a score separates out-of-scope validation faces from in-scope ones. The threshold is chosen to
+is 0.5 where both look equally likely: a score, not a probability), is the uncertainty. Its ridge
+penalty is chosen on validation. The AUROC says how well a score separates out-of-scope validation
+faces from in-scope ones. The threshold is chosen to
 flag a fixed share of the out-of-scope validation faces, not of the in-scope ones: real photos score
 higher than FER2013's faces overall, so a threshold set by the in-scope share on FER2013 flags far more
 in-scope faces in real photos. The head is also fitted on degraded copies of the train faces (fer.card)
@@ -25,9 +26,11 @@ from torch.nn import functional as F
 
 from fer.data import NO_CROWD_LABEL
 from fer.metrics import auroc, expected_calibration_error, share_calibration_error, total_variation
-from fer.predict import uncertainty_scores
+from fer.predict import other_expression_scores, uncertainty_scores
 
-OTHER_HEAD_L2 = 0.1  # ridge penalty on the standardised features, chosen on validation AUROC for the shipped network
+# Ridge penalties on the standardised features that `choose_other_expression_head` tries: the best for a
+# network's features depends on the network, so each `fer card` chooses again.
+OTHER_HEAD_L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 
 OUT_OF_SCOPE_FLAG_RATE = 0.75  # share of out-of-scope validation faces the threshold flags, at least
 
@@ -119,7 +122,7 @@ def cross_fitted_calibration(
     return report
 
 
-def fit_other_expression_head(embeddings: np.ndarray, out_of_scope: np.ndarray, l2: float = OTHER_HEAD_L2) -> dict:
+def fit_other_expression_head(embeddings: np.ndarray, out_of_scope: np.ndarray, l2: float) -> dict:
     """Logistic regression from pooled features to "the crowd saw another expression".
 
     Features are standardised for the fit and the standardisation is folded into the returned weight,
@@ -145,6 +148,21 @@ def fit_other_expression_head(embeddings: np.ndarray, out_of_scope: np.ndarray, 
     optimizer.step(closure)
     w, b = w.detach(), b.detach()
     return {"weight": (w / std).float(), "bias": float(b - (w * mean / std).sum())}
+
+
+def choose_other_expression_head(
+    train_embeddings: np.ndarray,
+    train_out_of_scope: np.ndarray,
+    val_embeddings: np.ndarray,
+    val_out_of_scope: np.ndarray,
+    grid: tuple[float, ...] = OTHER_HEAD_L2_GRID,
+) -> tuple[dict, dict]:
+    """The "another expression" head fitted on train at each ridge penalty in `grid`; the one whose score
+    best separates validation's out-of-scope faces (AUROC) is returned, with how each penalty scored."""
+    heads = {l2: fit_other_expression_head(train_embeddings, train_out_of_scope, l2) for l2 in grid}
+    aurocs = {l2: auroc(other_expression_scores(val_embeddings, head), val_out_of_scope) for l2, head in heads.items()}
+    best = max(grid, key=aurocs.__getitem__)
+    return heads[best], {"l2": best, "validation_auroc_by_l2": {f"{l2:g}": aurocs[l2] for l2 in grid}}
 
 
 def choose_threshold(scores: np.ndarray, out_of_scope: np.ndarray, flag_rate: float = OUT_OF_SCOPE_FLAG_RATE) -> float:

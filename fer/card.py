@@ -20,11 +20,10 @@ from fer import data, quantize
 from fer.augment import degrade_faces
 from fer.browse import find_duplicates_file, read_duplicate_groups, ship_predictions
 from fer.calibrate import (
-    OTHER_HEAD_L2,
     OUT_OF_SCOPE_FLAG_RATE,
+    choose_other_expression_head,
     choose_threshold,
     cross_fitted_calibration,
-    fit_other_expression_head,
     softmax,
     uncertainty_report,
 )
@@ -168,7 +167,9 @@ def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict,
         features = np.vstack(
             [served.outputs(faces)[1].numpy() for faces in (train.images, degrade_faces(train.images))]
         )
-        head = fit_other_expression_head(features, np.concatenate([train_out_of_scope, train_out_of_scope]))
+        head, penalty = choose_other_expression_head(
+            features, np.concatenate([train_out_of_scope, train_out_of_scope]), embeddings.numpy(), out_of_scope
+        )
         served = Classifier(model, {**meta, "other_expression_head": head})
         scores = served.uncertainty(probs, embeddings)
         threshold = choose_threshold(scores, out_of_scope)
@@ -177,11 +178,14 @@ def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict,
             **uncertainty_report(scores, out_of_scope, threshold, probs),
             "chosen_to_flag": f"at least {OUT_OF_SCOPE_FLAG_RATE:.0%} of the validation faces the crowd saw as another expression",
             "head": (
-                f"logistic regression on the {embeddings.shape[1]} pooled features, L2 {OTHER_HEAD_L2:g} on standardised "
+                f"logistic regression on the {embeddings.shape[1]} pooled features, L2 {penalty['l2']:g} on standardised "
                 f"features, classes balanced; fitted on the {int(train_out_of_scope.sum())} train faces whose FERPlus crowd "
                 f"majority is anger/disgust/fear/contempt vs the other {int((~train_out_of_scope).sum())}, each also "
                 "once degraded like a photo (small, blurred, noisy, gamma, JPEG)"
             ),
+            "head_l2": penalty["l2"],
+            "head_l2_chosen_by": "the best validation AUROC of the penalties tried",
+            "head_validation_auroc_by_l2": penalty["validation_auroc_by_l2"],
         }
     return calibration, uncertainty, head
 

@@ -4,9 +4,10 @@ import torch
 
 from fer import data
 from fer.calibrate import (
+    OTHER_HEAD_L2_GRID,
+    choose_other_expression_head,
     choose_threshold,
     cross_fitted_calibration,
-    fit_other_expression_head,
     fit_temperature,
     softmax,
     uncertainty_report,
@@ -65,11 +66,16 @@ def test_another_expression_head_finds_out_of_scope_faces_far_better_than_top_pr
     train = data.load_folder(data_root, "train")
     train_out = data.crowd_out_of_scope(train, votes)
     chosen = np.flatnonzero(train_out | (np.arange(len(train)) % 4 == 0))
-    embeddings = classifier.with_tta(False).outputs(train.images[chosen])[1].numpy()
-    head = fit_other_expression_head(embeddings, train_out[chosen])
+    train_embeddings = classifier.with_tta(False).outputs(train.images[chosen])[1].numpy()
     logits, embeddings = validation_outputs
     val_out = data.crowd_out_of_scope(validation, votes)
+    head, penalty = choose_other_expression_head(train_embeddings, train_out[chosen], embeddings, val_out)
     scores = other_expression_scores(embeddings, head)
+    # The penalty kept is the one whose head scores best on validation, and the head returned is its head.
+    by_l2 = penalty["validation_auroc_by_l2"]
+    assert list(by_l2) == [f"{l2:g}" for l2 in OTHER_HEAD_L2_GRID]
+    assert by_l2[f"{penalty['l2']:g}"] == max(by_l2.values()) == pytest.approx(auroc(scores, val_out))
+    assert min(by_l2.values()) < max(by_l2.values())  # the penalty matters, so choosing it does too
     probs = softmax(logits, classifier.temperature)
     assert val_out.sum() == 74 and train_out.sum() > 200
     assert auroc(scores, val_out) > 0.75
@@ -81,7 +87,9 @@ def test_another_expression_head_finds_out_of_scope_faces_far_better_than_top_pr
     assert report["in_scope_flagged"] < 0.3
 
 
-def test_shipped_classifier_uses_the_head_and_threshold_from_its_model_card(classifier, validation_outputs, card):
+def test_shipped_classifier_uses_the_head_and_threshold_from_its_model_card(
+    classifier, validation_outputs, card, validation, votes
+):
     assert classifier.other_expression_head is not None
     assert classifier.uncertainty_threshold == pytest.approx(card["uncertainty"]["threshold"])
     logits, embeddings = validation_outputs
@@ -89,4 +97,11 @@ def test_shipped_classifier_uses_the_head_and_threshold_from_its_model_card(clas
     np.testing.assert_allclose(
         classifier.uncertainty(probs, embeddings), other_expression_scores(embeddings, classifier.other_expression_head)
     )
-    assert card["uncertainty"]["auroc_out_of_scope"] > card["uncertainty"]["auroc_out_of_scope_max_probability"]
+    stored = card["uncertainty"]
+    assert stored["auroc_out_of_scope"] > stored["auroc_out_of_scope_max_probability"]
+    # The shipped head is the card's choice of penalty: its validation AUROC is the best one the card tried.
+    by_l2 = stored["head_validation_auroc_by_l2"]
+    assert by_l2[f"{stored['head_l2']:g}"] == max(by_l2.values()) == stored["auroc_out_of_scope"]
+    shipped_scores = other_expression_scores(embeddings, classifier.other_expression_head)
+    val_out = data.crowd_out_of_scope(validation, votes)
+    assert auroc(shipped_scores, val_out) == pytest.approx(stored["auroc_out_of_scope"], abs=2e-3)
