@@ -11,11 +11,10 @@ four labels), but its pooled features do: a logistic "another expression" head o
 fitted on the train faces the crowd put out of scope (classes reweighted to balance them, so its score
 is 0.5 where both look equally likely: a score, not a probability), is the uncertainty. Its ridge
 penalty is chosen on validation. The AUROC says how well a score separates out-of-scope validation
-faces from in-scope ones. The threshold is chosen to
-flag a fixed share of the out-of-scope validation faces, not of the in-scope ones: real photos score
-higher than FER2013's faces overall, so a threshold set by the in-scope share on FER2013 flags far more
-in-scope faces in real photos. The head is also fitted on degraded copies of the train faces (fer.card)
-for the same reason.
+faces from in-scope ones. The threshold is chosen to flag a fixed share of the out-of-scope validation
+faces, not of the in-scope ones: real photos score higher than FER2013's faces overall, so a threshold
+set by the in-scope share on FER2013 flags far more in-scope faces in real photos. The head is also
+fitted on degraded copies of the train faces (fer.card) for the same reason.
 """
 
 from __future__ import annotations
