@@ -24,7 +24,7 @@ from conftest import encode, make_photo
 
 from fer import browse
 
-from .browser import ROOT, VIEWPORT, free_port, launch, open_app, start_streamlit, stop, wait_idle
+from .browser import ROOT, SLOW_MS, VIEWPORT, free_port, launch, open_app, start_streamlit, stop, wait_idle
 from .footprint import changed, is_allowed, mentions, phone_sized_png, snapshot, watched_dirs
 
 pytestmark = pytest.mark.browser
@@ -73,6 +73,7 @@ def served(tmp_path_factory, playwright_instance, data_root, detectable_faces):
     browser = launch(playwright_instance, env={**os.environ, "HOME": str(browser_home)})
     try:
         page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(SLOW_MS)  # as every other test's page: the first load can be slow
         open_app(page, App)
         # Start-up: the first page, the model and Grad-CAM loaded with the bundled sample photo.
         page.get_by_role("radiogroup", name="Photo source").get_by_text("Try a sample photo").click()
