@@ -248,11 +248,15 @@ def calibration_summary(card: dict) -> str | None:
         return None
     if temperature is None:
         return "The probabilities are calibrated so that they can be read as chances."
-    if found.get("target") == "crowd_vote_shares":
+    people = found.get("people") if isinstance(found.get("people"), dict) else {}
+    if found.get("target") == "crowd_label" and people.get("temperature") is not None:
         return (
             f"Temperature scaling: the model's scores are divided by T = {float(temperature):.3f} before the softmax, "
-            "T fitted to the FERPlus crowd's vote shares, so that a probability reads as the share of people who "
-            "would call the face that (about 7 in 10 for 70%)."
+            "T fitted to the FERPlus crowd's label (the most-voted of ten people), so that a probability reads as "
+            "how likely most people would call the face that. The Predict page also says how many of ten people "
+            f'would ("about 7 in 10"): the same scores at T = {float(people["temperature"]):.3f}, fitted to the '
+            "crowd's vote shares. A 70% majority is the majority far more often than 7 times in 10, so one T "
+            "cannot say both."
         )
     return (
         f"Temperature scaling: the model's scores are divided by T = {float(temperature):.3f} before the softmax, "
@@ -260,12 +264,13 @@ def calibration_summary(card: dict) -> str | None:
     )
 
 
-# The card's cross-fitted calibration numbers ("<key>_before", "<key>_after"), in the report's order.
+# The card's cross-fitted calibration numbers ("<key>_before", "<key>_after"), in the report's order: the
+# probabilities', then the people's reading's (its own T, fitted to the crowd's vote shares).
 CROSS_FITTED_ROWS = (
     ("ece", "Cross-fitted ECE (fit on one half of validation, scored on the other)"),
     ("tv", "Cross-fitted distance to the crowd's four vote shares (mean total variation)"),
-    ("share_ece", "Cross-fitted ECE against the share of people choosing the top class"),
 )
+PEOPLE_ROWS = (("share_ece", "The people's reading (how many of ten): cross-fitted ECE against the share of people"),)
 
 
 def calibration_rows(card: dict) -> list[tuple[str, float, float]]:
@@ -277,9 +282,11 @@ def calibration_rows(card: dict) -> list[tuple[str, float, float]]:
     """
     rows = []
     found = card.get("calibration") if isinstance(card.get("calibration"), dict) else {}
-    for key, label in CROSS_FITTED_ROWS:
-        if found.get(f"{key}_before") is not None and found.get(f"{key}_after") is not None:
-            rows.append((label, float(found[f"{key}_before"]), float(found[f"{key}_after"])))
+    people = found.get("people") if isinstance(found.get("people"), dict) else {}
+    for block, keys in ((found, CROSS_FITTED_ROWS), (people, PEOPLE_ROWS)):
+        for key, label in keys:
+            if block.get(f"{key}_before") is not None and block.get(f"{key}_after") is not None:
+                rows.append((label, float(block[f"{key}_before"]), float(block[f"{key}_after"])))
     for split in splits_with_metrics(card):
         m = split_metrics(card, split)
         if m.get("ece_uncalibrated") is None or m.get("ece") is None:
@@ -297,24 +304,28 @@ def calibration_lines(card: dict) -> list[str]:
     return [f"{label}: {_pct(before)} before → {_pct(after)} after" for label, before, after in calibration_rows(card)]
 
 
+def _people_bins(card: dict) -> list[dict]:
+    people = (card.get("calibration") or {}).get("people") or {}
+    return people.get("share_reliability") or []
+
+
 def people_caption(card: dict) -> str | None:
-    """What the share-of-people diagram shows (None where the card has no share reliability)."""
-    bins = ((card.get("calibration") or {}).get("share_reliability")) or []
-    used = [b for b in bins if b.get("count")]
+    """What the share-of-people diagram shows (None where the card has no people's reading)."""
+    used = [b for b in _people_bins(card) if b.get("count")]
     if not used:
         return None
     n = sum(b["count"] for b in used)
     return (
-        f"Probabilities as shares of people, on the {n:,} validation faces with crowd votes: each bar is the "
-        "average share of the ten FERPlus voters who chose the class the model put first, for the faces given "
-        'that probability. Bars on the diagonal mean "70%" reads as about 7 in 10 people (in-sample: the '
-        "temperature was fitted on these faces)."
+        f"The people's reading, on the {n:,} validation faces with crowd votes: each bar is the average share of "
+        "the ten FERPlus voters who chose the class the model put first, for the faces the people's temperature "
+        'gives that share. Bars on the diagonal mean "about 7 in 10 people" is true (in-sample: that temperature '
+        "was fitted on these faces)."
     )
 
 
 def people_figure(card: dict):
-    """The share-of-people reliability diagram (None where the card has no share reliability)."""
-    bins = (card.get("calibration") or {}).get("share_reliability")
+    """The share-of-people reliability diagram (None where the card has no people's reading)."""
+    bins = _people_bins(card)
     return plots.reliability_diagram(bins, measure="share") if bins else None
 
 

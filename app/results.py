@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from PIL import Image, ImageDraw, ImageFont
 
+from fer.calibrate import people_shares
 from fer.config import CLASS_COLORS
 from fer.faces import reading_order
 from fer.predict import FaceResult, PhotoResult
@@ -27,8 +28,9 @@ SAMPLE_NAME = "astronaut.png"
 SAMPLE_CREDIT = "Sample photo: astronaut Eileen Collins (NASA, public domain), bundled with scikit-image."
 UNCERTAIN_TEXT = "may be another expression"
 PEOPLE_HELP = (
-    "The probabilities were calibrated to the FERPlus crowd: ten people labelled each FER2013 face, and on "
-    "validation faces a probability of 70% means that about 7 in 10 of them chose that expression."
+    "Ten people labelled each FER2013 face (the FERPlus crowd). The percentages say how likely most of them "
+    "would call the face that; this line says how many of the ten would, on average, for faces like it. A "
+    "70% majority is the majority far more often than 7 times in 10, so the two numbers differ."
 )
 DISPLAY_SIDE = 1600  # the annotated photo on screen and in the PNG download
 # A smaller photo (a 48x48 crop) is enlarged to this before its labels are drawn: drawn on the photo's own
@@ -76,19 +78,21 @@ PEOPLE_TOLERANCE = 0.05  # half a person in ten: how close the mean share of peo
 PEOPLE_MIN_FACES = 30  # validation faces a probability bin needs before its agreement counts
 
 
-def people_would_say(face: FaceResult, share_bins: list[dict] | None) -> str | None:
-    """The top probability as people read it ("About 7 in 10 people would call this neutral."), only where
-    it is true: the model card's share reliability (`share_bins`, fer.metrics.share_reliability) shows that
-    on validation faces given about this probability, about that share of the crowd chose the class; and
-    the face is not flagged as maybe another expression (the crowd's shares cover the four classes only)."""
-    if not share_bins or is_uncertain(face):
+def people_would_say(face: FaceResult, reading: dict | None) -> str | None:
+    """The people's reading of the top class ("About 7 in 10 people would call this neutral."), only where
+    it is true. `reading` is the model card's (`app.state.people_reading`): the probabilities' temperature,
+    the people's temperature (fer.calibrate.people_shares) and the share reliability at the latter, which
+    must show that on validation faces given about this share, about that share of the crowd chose the
+    class. Nothing is said for a face flagged as maybe another expression (the shares cover four classes)."""
+    if not reading or is_uncertain(face):
         return None
-    found = next((b for b in share_bins if b["low"] <= face.confidence <= b["high"]), None)
+    share = float(people_shares(face.probs, reading["temperature"], reading["people_temperature"]).max())
+    found = next((b for b in reading["bins"] if b["low"] <= share <= b["high"]), None)
     if found is None or found["count"] < PEOPLE_MIN_FACES:
         return None
     if abs(found["confidence"] - found["share"]) > PEOPLE_TOLERANCE:
         return None
-    people = round(face.confidence * 10)
+    people = round(share * 10)
     if people >= 10:
         return f"Nearly everyone would call this {face.label}."
     return f"About {people} in 10 people would call this {face.label}."

@@ -83,11 +83,19 @@ def card() -> dict | None:
     return _card(_file_stamp(card_path_for(weights_path())))
 
 
-def people_reliability() -> list[dict] | None:
-    """The model card's share reliability: per probability bin, the mean share of people who chose the
-    class (None where the weights were not calibrated to the crowd's votes)."""
-    calibration = (card() or {}).get("calibration") or {}
-    return calibration.get("share_reliability") if calibration.get("target") == "crowd_vote_shares" else None
+def people_reading() -> dict | None:
+    """What `app.results.people_would_say` needs from the model card: the probabilities' temperature, the
+    people's temperature and its share reliability (None where the weights were not calibrated to the
+    crowd's votes)."""
+    found = card() or {}
+    people = (found.get("calibration") or {}).get("people") or {}
+    if not people.get("share_reliability") or found.get("temperature") is None:
+        return None
+    return {
+        "bins": people["share_reliability"],
+        "temperature": float(found["temperature"]),
+        "people_temperature": float(people["temperature"]),
+    }
 
 
 def digest(data: bytes) -> str:

@@ -5,6 +5,13 @@ on held-out faces. It is fitted on one half of validation and scored on the othe
 reported ECE is never measured on the faces T was fitted to; the shipped T is then fitted on all of
 validation.
 
+Where the FERPlus crowd voted, one set of logits answers two questions, and no single T answers both:
+- the probabilities: how likely the crowd's majority would call the face each class. T is fitted to the
+  crowd's label, and the ECE against that label says how true they are;
+- the people's reading: what share of the ten people would call it that ("about 7 in 10"). A second T
+  (`people_temperature`) is fitted to the crowd's vote shares. It is always softer: a majority of 7 in
+  10 is the majority far more often than 7 times in 10. `people_shares` turns probabilities into it.
+
 Faces whose FERPlus crowd majority is an expression outside our four (anger, disgust, fear, contempt)
 are the "unknown" ones. The top probability barely tells them apart (the network was only ever shown
 four labels), but its pooled features do: a logistic "another expression" head on those features,
@@ -68,22 +75,31 @@ def two_fold_halves(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.n
     return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
 
 
+def people_shares(probs: np.ndarray, temperature: float, people_temperature: float) -> np.ndarray:
+    """Probabilities at `temperature` re-read at `people_temperature`: the share of people expected to
+    choose each class. The same logits at another T, so the order of the classes never changes."""
+    log_probs = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-300, 1.0))
+    return softmax(np.atleast_2d(log_probs), people_temperature / temperature).reshape(np.shape(probs))
+
+
 def cross_fitted_calibration(
     logits: np.ndarray, labels: np.ndarray, shares: np.ndarray | None = None, seed: int = 0
 ) -> dict:
     """Fit T on each half, report calibration before/after on the other half; plus T fitted on everything.
 
     Without `shares`, T is fitted to `labels` and ECE is against them. With the crowd's four vote shares
-    (N, 4; all-zero rows where there are none), T is fitted to those shares, so that a probability reads
-    as the share of people who would call the face that; `labels` are then the crowd's labels
-    (data.NO_CROWD_LABEL where none), and each fold also reports the mean total-variation distance to
-    the shares."""
+    (N, 4; all-zero rows where there are none), `labels` are the crowd's labels (data.NO_CROWD_LABEL where
+    none): T is fitted to them, and each fold also reports the mean total-variation distance to the shares
+    and the ECE against the share of people; `people` is the same for the people's T, fitted to the
+    shares (the module docstring says why there are two)."""
     labelled = labels != NO_CROWD_LABEL
     has_shares = shares.sum(axis=1) > 0 if shares is not None else None
 
-    def fit(index: np.ndarray) -> float:
-        if shares is None:
-            return fit_temperature(logits[index], labels[index])
+    def fit_labels(index: np.ndarray) -> float:
+        index = index[labelled[index]]
+        return fit_temperature(logits[index], labels[index])
+
+    def fit_shares(index: np.ndarray) -> float:
         index = index[has_shares[index]]
         return fit_temperature(logits[index], shares[index])
 
@@ -99,26 +115,40 @@ def cross_fitted_calibration(
 
     # Halves stratified by the label (faces without one form their own stratum).
     halves = two_fold_halves(np.where(labelled, labels, -1), seed)
-    folds = []
-    for fit_half, score_half in (halves, halves[::-1]):
-        t = fit(fit_half)
-        before, after = scores(score_half, 1.0), scores(score_half, t)
-        fold = {"temperature": t, "n_fit": int(len(fit_half)), "n_scored": int(len(score_half))}
-        fold.update({f"{key}_before": value for key, value in before.items()})
-        fold.update({f"{key}_after": value for key, value in after.items()})
-        folds.append(fold)
-    target = "the crowd's four vote shares" if shares is not None else "the labels"
-    report = {
-        "method": f"temperature scaling fitted to {target}, on one stratified half of validation and scored on "
-        "the other, then swapped",
-        "target": "crowd_vote_shares" if shares is not None else "labels",
-        "folds": folds,
+
+    def cross_fitted(fit) -> dict:
+        folds = []
+        for fit_half, score_half in (halves, halves[::-1]):
+            t = fit(fit_half)
+            before, after = scores(score_half, 1.0), scores(score_half, t)
+            fold = {"temperature": t, "n_fit": int(len(fit_half)), "n_scored": int(len(score_half))}
+            fold.update({f"{key}_before": value for key, value in before.items()})
+            fold.update({f"{key}_after": value for key, value in after.items()})
+            folds.append(fold)
+        report = {"folds": folds}
+        for key in folds[0]:
+            if key.endswith(("_before", "_after")):
+                report[key] = float(np.mean([f[key] for f in folds]))
+        report["temperature"] = fit(np.arange(len(labels)))
+        return report
+
+    split = "on one stratified half of validation and scored on the other, then swapped"
+    if shares is None:
+        return {
+            "method": f"temperature scaling fitted to the labels, {split}",
+            "target": "labels",
+            **cross_fitted(fit_labels),
+        }
+    return {
+        "method": f"temperature scaling fitted to the crowd's label, {split}",
+        "target": "crowd_label",
+        **cross_fitted(fit_labels),
+        "people": {
+            "method": f"temperature scaling fitted to the crowd's four vote shares, {split}",
+            "target": "crowd_vote_shares",
+            **cross_fitted(fit_shares),
+        },
     }
-    for key in folds[0]:
-        if key.endswith(("_before", "_after")):
-            report[key] = float(np.mean([f[key] for f in folds]))
-    report["temperature"] = fit(np.arange(len(labels)))
-    return report
 
 
 def fit_other_expression_head(embeddings: np.ndarray, out_of_scope: np.ndarray, l2: float) -> dict:

@@ -138,13 +138,13 @@ def calibrate(model, root: Path, train: data.FaceSet, meta: dict) -> tuple[dict,
     logits = logits.numpy()
     votes_file = data.find_votes_file(root)
     votes = data.load_votes(votes_file) if votes_file else {}
-    if votes:  # a probability then reads as the share of people who would call the face that
+    if votes:  # probabilities for the crowd's label, and a second T for the share of people (fer.calibrate)
         crowd, _ = data.crowd_labels(validation, votes)
         shares, _ = data.crowd_distribution(validation, votes)
         calibration = cross_fitted_calibration(logits, crowd, shares)
         has_shares = shares.sum(axis=1) > 0
-        probs = softmax(logits[has_shares], calibration["temperature"])
-        calibration["share_reliability"] = share_reliability(probs, shares[has_shares])
+        people = softmax(logits[has_shares], calibration["people"]["temperature"])
+        calibration["people"]["share_reliability"] = share_reliability(people, shares[has_shares])
     else:
         calibration = cross_fitted_calibration(logits, validation.labels)
     probs = softmax(logits, calibration["temperature"])
@@ -266,6 +266,7 @@ def build_card(
     extra = {
         "epoch": meta.get("epoch"),
         "tta": tta,
+        "people_temperature": (calibration.get("people") or {}).get("temperature"),
         "uncertainty_threshold": uncertainty["threshold"],
         "int8_state_dict": int8_state,
     }

@@ -128,9 +128,13 @@ def read_checkpoint(path: str | os.PathLike, verify: bool | None = None) -> dict
         raise WeightsError(f"{path} is not a fer checkpoint (expected format {FORMAT!r}).")
     if list(payload.get("classes", [])) != list(CLASSES):
         raise WeightsError(f"{path} was trained for classes {payload.get('classes')}, not {list(CLASSES)}.")
-    temperature = payload.get("temperature", 1.0)
-    if not isinstance(temperature, int | float) or not math.isfinite(temperature) or temperature <= 0:
-        raise WeightsError(f"{path} has an unusable temperature {temperature!r}: it must be a number above 0.")
+    # `people_temperature` (fer.calibrate) is optional: weights calibrated without the crowd's votes have none.
+    for key, default in (("temperature", 1.0), ("people_temperature", None)):
+        value = payload.get(key, default)
+        if value is not None and (not isinstance(value, int | float) or not math.isfinite(value) or value <= 0):
+            raise WeightsError(
+                f"{path} has an unusable {key.replace('_', ' ')} {value!r}: it must be a number above 0."
+            )
     return payload
 
 

@@ -72,6 +72,9 @@ class Classifier:
         self.model = model.eval()
         self.meta = meta or {}
         self.temperature = float(self.meta.get("temperature", 1.0))
+        # The share of people who would call a face each class is these logits at another T (fer.calibrate).
+        people = self.meta.get("people_temperature")
+        self.people_temperature = float(people) if people is not None else None
         # Faces whose uncertainty reaches this are flagged "may be another expression". The uncertainty is
         # the "another expression" head's score where the weights have one, else 1 - top probability.
         self.other_expression_head = self.meta.get("other_expression_head")

@@ -6,11 +6,12 @@
    rule (`fer.data.crowd_labels_of_counts`: a single top column among the four classes) is applied to the new votes.
    How often the second crowd's label agrees with the first is what a model that knew each face's shares
    exactly would score against a fresh crowd: a ceiling for accuracy and for each class's recall.
-2. The shares as probabilities. A model whose probabilities equal the shares, the reading `fer card`
-   calibrates for, has total variation 0 to them; its ECE against the crowd label is printed, and so is
-   the pair for the shares sharpened (raised to 1/T and renormalised), which trades one for the other.
-3. With --model, the same trade for the served model (int8, as shipped) at other temperatures than its
-   own: total variation to the shares, ECE against the crowd's label and against the share of people
+2. The shares as probabilities. A model whose probabilities equal the shares (the people's reading) has
+   total variation 0 to them; its ECE against the crowd label is printed, and so is the pair for the
+   shares sharpened (raised to 1/T and renormalised), which trades one for the other: why `fer card`
+   fits two temperatures (fer.calibrate).
+3. With --model, the same trade for the served model (int8, as shipped) at its two temperatures and
+   others: total variation to the shares, ECE against the crowd's label and against the share of people
    (`fer.metrics.share_calibration_error`). In-sample: the temperatures are scored on the faces they
    are compared on.
 """
@@ -78,12 +79,15 @@ def model_tradeoff(faces: data.FaceSet, votes: dict) -> None:
     labelled = labels != data.NO_CROWD_LABEL
     classifier = load_classifier()
     logits = classifier.outputs(faces.images)[0].numpy()
-    print(f"the served model (its own T {classifier.temperature:.3f}), at other temperatures:")
-    for temperature in (classifier.temperature, 0.7, 0.65, 0.6, 0.55, 0.5):
+    shipped = {"the probabilities'": classifier.temperature, "the people's": classifier.people_temperature}
+    print("the served model at its own temperatures and others:")
+    for name, temperature in [*shipped.items(), *((None, t) for t in (1.0, 0.8, 0.7, 0.6, 0.5, 0.4))]:
+        if temperature is None:  # weights calibrated without the crowd's votes
+            continue
         probs = softmax(logits, temperature)
         tv = total_variation(probs[has_shares], shares[has_shares]).mean()
         print(
-            f"  T {temperature:.3f}: total variation {tv:.3f} | "
+            f"  T {temperature:.3f}{f' ({name})' if name else ''}: total variation {tv:.3f} | "
             f"ECE against the crowd label {expected_calibration_error(probs[labelled], labels[labelled]):.3f} | "
             f"against the share of people {share_calibration_error(probs[has_shares], shares[has_shares]):.3f}"
         )

@@ -42,6 +42,7 @@ def block(card: dict, wild: dict) -> str:
     recall = {name: m["recall"] for name, m in crowd["per_class"].items()}
     wild_recall = {name: m["recall"] for name, m in photos["per_class"].items()}
     flag, calibration = card["uncertainty"], card["calibration"]
+    people = calibration.get("people") or {}
     lines = [
         START,
         "| set (images) | truth | accuracy (95% interval) | for comparison |",
@@ -63,15 +64,16 @@ def block(card: dict, wild: dict) -> str:
         + "; on the news photos: "
         + ", ".join(f"{name} {value:.2f}" for name, value in wild_recall.items())
         + f" (macro {photos['macro_recall']:.2f}; no face found in {wild['no_face_rate']:.1%} of photos). "
-        f"Probabilities are calibrated to the crowd: on validation they are {calibration['tv_after']:.3f} "
-        f"(mean total variation) from the share of people choosing each class, and the calibration error is "
-        f"{calibration['ece_after']:.3f} against the crowd's label"
+        "Probabilities are calibrated to the crowd's label (cross-fitted on validation: calibration error "
+        f"{calibration['ece_after']:.3f}; {calibration['tv_after']:.3f} from the four vote shares, mean total "
+        "variation)"
         + (
-            f", {calibration['share_ece_after']:.3f} against the share of people choosing the top class"
-            if "share_ece_after" in calibration
+            f'; the app\'s "about 7 in 10 people" is a second temperature, fitted to the shares '
+            f"({people['share_ece_after']:.3f} from the share of people choosing the top class)"
+            if "share_ece_after" in people
             else ""
         )
-        + " (cross-fitted). The *may be another expression* flag catches "
+        + ". The *may be another expression* flag catches "
         f"{flag['out_of_scope_flagged']:.1%} of the faces the crowd saw as another expression on validation "
         f"({wild['uncertainty']['out_of_scope_flagged']:.1%} on news photos) and flags "
         f"{flag['in_scope_flagged']:.1%} of in-scope validation faces ({wild['uncertainty']['in_scope_flagged']:.1%} "

@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from app import navigation
-from app.results import in_reading_order
+from app.results import in_reading_order, people_would_say
 from app.session import Key
 from fer import data
 from fer.batch import predict_batch
@@ -146,7 +146,7 @@ def test_predict_page_starts_with_a_helpful_empty_state(no_dataset):
 
 
 def test_an_uploaded_photo_shows_every_face_boxed_with_label_probabilities_and_cam(
-    no_dataset, photo_with_faces, predictor
+    no_dataset, photo_with_faces, predictor, card
 ):
     photo, _ = photo_with_faces
     jpeg = encode(photo)
@@ -160,6 +160,12 @@ def test_an_uploaded_photo_shows_every_face_boxed_with_label_probabilities_and_c
     assert captions.count("Grad-CAM for " + expected.faces[0].label) >= 1
     assert len([c for c in captions if c.startswith("Grad-CAM for ")]) == 3
     assert len(at.get("plotly_chart")) == 3  # one probability chart per face
+    # How many of ten people would call each face that: the people's temperature from the card, not the bars'.
+    people = card["calibration"]["people"]
+    reading = {"bins": people["share_reliability"], "temperature": card["temperature"]}
+    said = [people_would_say(f, {**reading, "people_temperature": people["temperature"]}) for f in expected.faces]
+    shown = [c for c in texts(at.caption) if "would call this" in c]
+    assert shown == [s for s in said if s] and shown
     labels = [b.label for b in at.download_button]
     assert {"Download annotated image (PNG)", "Download results (CSV)", "Download results (JSON)"} <= set(labels)
     # Numbered as read, left to right: the pasted faces are in a row.

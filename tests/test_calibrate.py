@@ -9,6 +9,7 @@ from fer.calibrate import (
     choose_threshold,
     cross_fitted_calibration,
     fit_temperature,
+    people_shares,
     softmax,
     uncertainty_report,
 )
@@ -37,14 +38,15 @@ def test_cross_fitted_calibration_scores_each_half_with_the_other_halfs_temperat
     validation_outputs, validation, card
 ):
     """The model card's calibration numbers, re-derived from the served model's validation logits: the
-    temperature fitted to the crowd's vote shares, ECE against the crowd's label."""
+    probabilities' temperature fitted to the crowd's label, the people's to the crowd's vote shares."""
     logits, _ = validation_outputs
     votes = data.load_votes(data.find_votes_file(data.find_data_dir()))
     crowd, _ = data.crowd_labels(validation, votes)
     shares, _ = data.crowd_distribution(validation, votes)
     report = cross_fitted_calibration(logits, crowd, shares)
     stored = card["calibration"]
-    assert stored["target"] == report["target"] == "crowd_vote_shares"
+    assert stored["target"] == report["target"] == "crowd_label"
+    assert stored["people"]["target"] == report["people"]["target"] == "crowd_vote_shares"
     assert [f["n_fit"] + f["n_scored"] for f in report["folds"]] == [len(validation)] * 2
     # int8 kernels differ a little between CPUs (AVX2, AVX-512 VNNI), which moves an ECE by about 0.001.
     for fold, stored_fold in zip(report["folds"], stored["folds"], strict=True):
@@ -54,6 +56,20 @@ def test_cross_fitted_calibration_scores_each_half_with_the_other_halfs_temperat
     assert report["ece_after"] == pytest.approx(stored["ece_after"], abs=0.0015)
     assert report["tv_after"] == pytest.approx(stored["tv_after"], abs=0.001)
     assert report["temperature"] == pytest.approx(stored["temperature"], rel=2e-3)
+    assert report["people"]["temperature"] == pytest.approx(stored["people"]["temperature"], rel=2e-3)
+    assert report["people"]["share_ece_after"] == pytest.approx(stored["people"]["share_ece_after"], abs=0.0015)
+    # Each T does its own job better than the other T does it, on faces it was not fitted to.
+    assert report["ece_after"] < report["people"]["ece_after"]
+    assert report["people"]["share_ece_after"] < report["share_ece_after"]
+
+
+def test_people_shares_are_the_same_logits_at_the_peoples_temperature(validation_outputs):
+    logits, _ = validation_outputs
+    probs = softmax(logits, 0.5)
+    people = people_shares(probs, 0.5, 0.8)
+    np.testing.assert_allclose(people, softmax(logits, 0.8), atol=1e-9)
+    assert (people.argmax(axis=1) == probs.argmax(axis=1)).all() and (people.max(axis=1) < probs.max(axis=1)).all()
+    np.testing.assert_allclose(people_shares(probs[0], 0.5, 0.8), people[0], atol=1e-12)  # one face as well
 
 
 def test_another_expression_head_finds_out_of_scope_faces_far_better_than_top_probability(

@@ -44,13 +44,17 @@ def test_card_ships_a_run_with_its_sha256_recipe_and_metrics(tiny_run, tiny_data
     assert {"validation", "test"} <= set(card["metrics"]) and "metrics_one_view" not in card
     validation = card["metrics"]["validation"]
     assert validation["n"] == 100 and validation["tta"] is False and validation["headline"] == "crowd"
-    # The probabilities are calibrated to the crowd's vote shares (the votes file sits beside the tiny dataset).
-    assert card["calibration"]["target"] == "crowd_vote_shares" and "tv_after" in card["calibration"]
+    # The probabilities are calibrated to the crowd's label and the people's reading to its vote shares (the
+    # votes file sits beside the tiny dataset).
+    assert card["calibration"]["target"] == "crowd_label" and "tv_after" in card["calibration"]
+    people = card["calibration"]["people"]
+    assert people["target"] == "crowd_vote_shares" and people["share_reliability"]
     # The validation predictions as served ship beside the weights, for the Dataset page's first visit.
     (shipped,) = (tmp_path / "predictions").glob("probs-*.npy")
     assert np.load(shipped).shape == (100, 4)
     classifier = load_classifier(weights)  # sha256-checked against the card beside it
     assert classifier.tta is False and classifier.temperature == pytest.approx(card["temperature"])
+    assert classifier.people_temperature == pytest.approx(people["temperature"])
     assert served_with_tta(weights) is False  # what the app's switch starts at, read without building the model
     report, _, _, _ = evaluate_folder(tiny_dataset, "validation", weights)
     assert report["crowd"]["accuracy"] == pytest.approx(validation["crowd"]["accuracy"])

@@ -89,6 +89,7 @@ def test_pickled_objects_are_never_unpickled(tmp_path):
         ({"temperature": 0.0}, "unusable temperature"),
         ({"temperature": float("nan")}, "unusable temperature"),
         ({"temperature": "hot"}, "unusable temperature"),
+        ({"people_temperature": -1.0}, "unusable people temperature"),
         ({"config": "abc"}, "does not match the model architecture"),
         ({"config": {"widths": [8, 16, 24, 32], "depths": [1, 0, 1, 1]}}, "does not match the model architecture"),
     ],

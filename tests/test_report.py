@@ -140,17 +140,23 @@ def block(n, accuracy, matrix, ece, ece_uncalibrated, subsets, truth, interval=(
 CROWD, FOLDER = "the crowd's label", "the folder labels"
 STUDIED = {
     **MINIMAL,
-    "temperature": 0.81,
+    "temperature": 0.51,
     "calibration": {
         "method": "fitted on validation halves",
-        "target": "crowd_vote_shares",
+        "target": "crowd_label",
         "ece_before": 0.046,
         "ece_after": 0.022,
         "tv_before": 0.2,
-        "tv_after": 0.15,
+        "tv_after": 0.14,
         "share_ece_before": 0.041,
-        "share_ece_after": 0.012,
-        "temperature": 0.81,
+        "share_ece_after": 0.081,
+        "temperature": 0.51,
+        "people": {
+            "target": "crowd_vote_shares",
+            "share_ece_before": 0.041,
+            "share_ece_after": 0.012,
+            "temperature": 0.81,
+        },
     },
     "metrics": {
         "validation": {
@@ -211,13 +217,14 @@ STUDIED = {
 def test_calibration_says_which_ece_is_which():
     assert calibration_summary(MINIMAL) is None and calibration_lines(MINIMAL) == []
     summary = calibration_summary(STUDIED)
-    assert "T = 0.810" in summary and summary.count("emperature scaling") == 1
-    assert "share of people who would call the face that" in summary  # calibrated to the crowd's vote shares
+    assert "T = 0.510" in summary and summary.count("emperature scaling") == 1
+    assert "how likely most people would call the face that" in summary  # calibrated to the crowd's label
+    assert "T = 0.810, fitted to the crowd's vote shares" in summary  # the people's reading
     lines = calibration_lines(STUDIED)
     assert lines == [
         "Cross-fitted ECE (fit on one half of validation, scored on the other): 4.6% before → 2.2% after",
-        "Cross-fitted distance to the crowd's four vote shares (mean total variation): 20.0% before → 15.0% after",
-        "Cross-fitted ECE against the share of people choosing the top class: 4.1% before → 1.2% after",
+        "Cross-fitted distance to the crowd's four vote shares (mean total variation): 20.0% before → 14.0% after",
+        "The people's reading (how many of ten): cross-fitted ECE against the share of people: 4.1% before → 1.2% after",
         "In-sample: the shipped model on all of validation (4,688 images, where T was fitted): 10.0% before → 6.0% after",
         "The shipped model on the test split (128 images): 7.9% before → 7.0% after",
     ]
@@ -365,7 +372,7 @@ def test_the_share_of_people_diagram_follows_the_cards_bins(card):
     from app.report import people_caption, people_figure
 
     assert people_caption(MINIMAL) is None and people_figure(MINIMAL) is None and "people" not in figures(MINIMAL)
-    bins = card["calibration"]["share_reliability"]
+    bins = card["calibration"]["people"]["share_reliability"]
     used = [b for b in bins if b["count"]]
     bars = next(t for t in people_figure(card).data if t.type == "bar")
     assert list(bars.y) == [b["share"] for b in used] and bars.name == "share of people"

@@ -121,7 +121,7 @@ def face_cards(key: str, result, settings) -> None:
                 st.subheader(face_title(face))
                 if is_uncertain(face):
                     st.badge(UNCERTAIN_TEXT, icon=":material/help:", color="orange")
-                people = people_would_say(face, state.people_reliability())
+                people = people_would_say(face, state.people_reading())
                 if people:
                     st.caption(people, help=PEOPLE_HELP)
                 seen, explained = st.columns(2)
