@@ -464,6 +464,11 @@ def _recipe_text(recipe: dict) -> str:
     )
 
 
+def _people_temperature(card: dict) -> str | None:
+    people = (card.get("calibration") or {}).get("people") or {}
+    return f"{float(people['temperature']):.3f}" if people.get("temperature") is not None else None
+
+
 def model_details(card: dict) -> list[tuple[str, str]]:
     """(label, value) rows on the network, how it runs and how it was trained, for the page and the HTML."""
     arch, training = card.get("architecture") or {}, card.get("training") or {}
@@ -477,6 +482,7 @@ def model_details(card: dict) -> list[tuple[str, str]]:
         ("Int8 calibration", inference.get("int8_calibration")),
         ("Test-time augmentation", inference.get("test_time_augmentation")),
         ("Softmax temperature", f"{float(card['temperature']):.3f}" if card.get("temperature") is not None else None),
+        ("People's temperature (how many of ten)", _people_temperature(card)),
         ("Best epoch", training.get("best_epoch")),
         ("Training time", _training_time(training)),
         ("Machine", training.get("machine")),

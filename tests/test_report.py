@@ -300,6 +300,8 @@ def test_the_uncertainty_study_and_inference_precision_are_reported():
     assert details["Inference precision"] == "int8 (post-training static quantization)"
     assert details["Int8 calibration"] == "2048 training faces"
     assert details["Recipe"] == "epochs=15"  # no server paths
+    assert details["Softmax temperature"] == "0.510" and details["People's temperature (how many of ten)"] == "0.810"
+    assert "People's temperature (how many of ten)" not in dict(model_details(MINIMAL))
     out = report_html(STUDIED)
     assert "When the model is unsure" in out and "Flagged, out of scope" in out and "34.0%" in out
     assert "int8 (post-training static quantization)" in out and "/work/runs" not in out
