@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fer import data
-from fer.calibrate import softmax
+from fer.calibrate import people_shares, softmax
 from fer.metrics import expected_calibration_error, share_calibration_error
 
 
@@ -24,13 +24,20 @@ def test_the_crowds_own_shares_match_people_but_not_the_majority_label(crowd):
     assert expected_calibration_error(shares[labelled], labels[labelled]) > 0.1
 
 
-def test_the_served_probabilities_read_as_shares_of_people(validation_outputs, classifier, crowd):
+def test_the_served_peoples_reading_matches_the_shares_and_the_probabilities_the_majority(
+    validation_outputs, classifier, crowd
+):
     labels, shares, has = crowd
     logits, _ = validation_outputs
-    served = softmax(logits[has], classifier.temperature)
-    overconfident = softmax(logits[has], classifier.temperature / 3)
-    assert share_calibration_error(served, shares[has]) < 0.04
-    assert share_calibration_error(overconfident, shares[has]) > 2 * share_calibration_error(served, shares[has])
+    people = people_shares(
+        softmax(logits[has], classifier.temperature), classifier.temperature, classifier.people_temperature
+    )
+    overconfident = softmax(logits[has], classifier.people_temperature / 3)
+    assert share_calibration_error(people, shares[has]) < 0.04
+    assert share_calibration_error(overconfident, shares[has]) > 2 * share_calibration_error(people, shares[has])
+    labelled = labels != data.NO_CROWD_LABEL
+    probs = softmax(logits[labelled], classifier.temperature)
+    assert expected_calibration_error(probs, labels[labelled]) < 0.03
 
 
 def test_share_calibration_error_by_hand():
