@@ -240,6 +240,16 @@ def stored_reliability(card: dict, split: str | None = None) -> dict | None:
     return None
 
 
+def _people(card: dict) -> dict:
+    """The card's people's reading (fer.calibrate): its temperature, cross-fitted numbers and bins; {} if none."""
+    calibration = card.get("calibration") if isinstance(card.get("calibration"), dict) else {}
+    return calibration.get("people") if isinstance(calibration.get("people"), dict) else {}
+
+
+def _people_bins(card: dict) -> list[dict]:
+    return _people(card).get("share_reliability") or []
+
+
 def calibration_summary(card: dict) -> str | None:
     """One sentence on how the probabilities are calibrated (the numbers are in `calibration_rows`)."""
     found = card.get("calibration") if isinstance(card.get("calibration"), dict) else {}
@@ -248,7 +258,7 @@ def calibration_summary(card: dict) -> str | None:
         return None
     if temperature is None:
         return "The probabilities are calibrated so that they can be read as chances."
-    people = found.get("people") if isinstance(found.get("people"), dict) else {}
+    people = _people(card)
     if found.get("target") == "crowd_label" and people.get("temperature") is not None:
         return (
             f"Temperature scaling: the model's scores are divided by T = {float(temperature):.3f} before the softmax, "
@@ -282,7 +292,7 @@ def calibration_rows(card: dict) -> list[tuple[str, float, float]]:
     """
     rows = []
     found = card.get("calibration") if isinstance(card.get("calibration"), dict) else {}
-    people = found.get("people") if isinstance(found.get("people"), dict) else {}
+    people = _people(card)
     for block, keys in ((found, CROSS_FITTED_ROWS), (people, PEOPLE_ROWS)):
         for key, label in keys:
             if block.get(f"{key}_before") is not None and block.get(f"{key}_after") is not None:
@@ -302,11 +312,6 @@ def calibration_rows(card: dict) -> list[tuple[str, float, float]]:
 def calibration_lines(card: dict) -> list[str]:
     """`calibration_rows` as sentences: 'what: 4.6% before → 2.2% after'."""
     return [f"{label}: {_pct(before)} before → {_pct(after)} after" for label, before, after in calibration_rows(card)]
-
-
-def _people_bins(card: dict) -> list[dict]:
-    people = (card.get("calibration") or {}).get("people") or {}
-    return people.get("share_reliability") or []
 
 
 def people_caption(card: dict) -> str | None:
@@ -465,7 +470,7 @@ def _recipe_text(recipe: dict) -> str:
 
 
 def _people_temperature(card: dict) -> str | None:
-    people = (card.get("calibration") or {}).get("people") or {}
+    people = _people(card)
     return f"{float(people['temperature']):.3f}" if people.get("temperature") is not None else None
 
 
